@@ -1,0 +1,42 @@
+# Newcomer commands: make install, make demo, make test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONSTRAINTS := constraints/airflow-3.txt
+MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail
+DEMO_DIR := .demo
+DEMO_DAY ?= 2017-04-10
+
+.PHONY: install system-deps demo test clean
+
+install: $(BIN)/cloudtrail-mysql
+
+# mysqlclient (needed by the MySQL provider) builds from source and needs the client headers.
+system-deps:
+	@if ! pkg-config --exists mariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then \
+		echo "Installing MySQL client headers (libmariadb-dev)..."; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libmariadb-dev pkg-config; \
+	fi
+
+$(BIN)/cloudtrail-mysql: pyproject.toml $(CONSTRAINTS) | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test]'
+	@touch $@
+	@echo "Installed: $(BIN)/cloudtrail-mysql and $(BIN)/airflow"
+
+# Generate a sample CloudTrail day and load it with the command-line loader, then answer the tutorial's questions.
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/cloudtrail-mysql generate $(DEMO_DIR) --day $(DEMO_DAY)
+	$(BIN)/cloudtrail-mysql import $(DEMO_DIR) --mysql-url $(MYSQL_URL)
+	$(BIN)/cloudtrail-mysql import $(DEMO_DIR) --mysql-url $(MYSQL_URL)
+	$(BIN)/cloudtrail-mysql report --mysql-url $(MYSQL_URL)
+
+test: install
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

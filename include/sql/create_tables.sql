@@ -1,0 +1,69 @@
+-- The logs table and its manifest of loaded files; safe to run again (creates only what is missing).
+-- params.table: validated identifier; params.collation: exact, no-pad binary collation of the server
+-- (utf8mb4_nopad_bin on MariaDB, utf8mb4_0900_bin on MySQL 8) so that values differing only by
+-- case or a trailing space stay apart in GROUP BY.
+--
+-- The first 16 columns are the tutorial's, same names and order, so its queries run unchanged
+-- (eventTime keeps CloudTrail's ISO text). Widths are generous; a longer value is stored cut to the
+-- column and kept whole in extraFields. Every other column is the CloudTrail field of that name.
+CREATE TABLE IF NOT EXISTS {{ params.table }} (
+    eventVersion VARCHAR(16) NULL,
+    userIdentity MEDIUMTEXT NULL,
+    eventTime VARCHAR(40) NULL,
+    eventSource VARCHAR(255) NULL,
+    eventName VARCHAR(255) NULL,
+    awsRegion VARCHAR(64) NULL,
+    sourceIPAddress VARCHAR(255) NULL,
+    userAgent TEXT NULL,
+    errorCode VARCHAR(255) NULL,
+    errorMessage MEDIUMTEXT NULL,
+    requestParameters MEDIUMTEXT NULL,
+    responseElements LONGTEXT NULL,
+    requestID VARCHAR(255) NULL,
+    eventID VARCHAR(255) NULL,
+    eventType VARCHAR(64) NULL,
+    recipientAccountId VARCHAR(64) NULL,
+    -- Typed UTC time of the event, for range queries and per-day summaries.
+    eventTimestamp DATETIME NULL,
+    -- Fields of eventVersion 1.01 to 1.11.
+    eventCategory VARCHAR(64) NULL,
+    readOnly BOOLEAN NULL,
+    managementEvent BOOLEAN NULL,
+    resources MEDIUMTEXT NULL,
+    apiVersion VARCHAR(64) NULL,
+    sharedEventID VARCHAR(255) NULL,
+    vpcEndpointId VARCHAR(255) NULL,
+    vpcEndpointAccountId VARCHAR(64) NULL,
+    additionalEventData MEDIUMTEXT NULL,
+    serviceEventDetails MEDIUMTEXT NULL,
+    tlsDetails TEXT NULL,
+    sessionCredentialFromConsole BOOLEAN NULL,
+    edgeDeviceDetails MEDIUMTEXT NULL,
+    insightDetails MEDIUMTEXT NULL,
+    addendum TEXT NULL,
+    -- JSON object: fields without a column, and the whole of any value cut or not typeable.
+    extraFields MEDIUMTEXT NULL,
+    -- Where the row came from: the file (S3 URI or path), its manifest id and the record's position.
+    sourceKey VARCHAR(1024) NOT NULL,
+    sourceFileId BIGINT NOT NULL,
+    recordIndex INT NOT NULL,
+    PRIMARY KEY (sourceFileId, recordIndex)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- One row per file ever seen: a file is 'loaded' (its rows are in the table, exactly once) or
+-- 'failed' (nothing of it is in the table; error says why). file_name identifies the file (see records.file_identity).
+CREATE TABLE IF NOT EXISTS {{ params.table }}_files (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    file_hash CHAR(64) CHARACTER SET ascii NOT NULL,
+    file_name VARCHAR(1024) NOT NULL,
+    source VARCHAR(2048) NOT NULL,
+    etag VARCHAR(128) NULL,
+    size BIGINT NULL,
+    status VARCHAR(16) NOT NULL,
+    row_count INT NOT NULL DEFAULT 0,
+    error TEXT NULL,
+    seconds DOUBLE NULL,
+    updated_at DATETIME(6) NOT NULL,
+    UNIQUE KEY uq_file_hash (file_hash),
+    KEY ix_status (status)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};

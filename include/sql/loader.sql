@@ -1,0 +1,51 @@
+{#- The statements of the file loader (cloudtrail_mysql/writer.py), one macro each.
+    table is a validated identifier; every value is a bound %s parameter. -#}
+
+{% macro file_state(table) -%}
+SELECT status, etag, size FROM {{ table }}_files WHERE id = %s
+{%- endmacro %}
+
+{% macro find_files(table, count) -%}
+SELECT file_hash, status, etag, size FROM {{ table }}_files
+WHERE file_hash IN ({% for _ in range(count) %}%s{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endmacro %}
+
+{#- Claims the file's manifest row (inserted, or the existing one locked) and returns its id through
+    LAST_INSERT_ID. Claiming by insert, not SELECT ... FOR UPDATE, avoids gap-lock deadlocks between
+    workers registering different files. A new row says 'loading' only inside this transaction. -#}
+{% macro claim_file(table) -%}
+INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, status, updated_at)
+VALUES (%s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
+ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)
+{%- endmacro %}
+
+{% macro delete_file_rows(table) -%}
+DELETE FROM {{ table }} WHERE sourceFileId = %s
+{%- endmacro %}
+
+{% macro insert_rows(table, columns) -%}
+INSERT INTO {{ table }} ({{ columns | join(', ') }}) VALUES ({% for _ in columns %}%s{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endmacro %}
+
+{% macro finish_file(table) -%}
+UPDATE {{ table }}_files
+SET status = 'loaded', row_count = %s, error = NULL, seconds = %s, source = %s, etag = %s, size = %s,
+    updated_at = UTC_TIMESTAMP(6)
+WHERE id = %s
+{%- endmacro %}
+
+{% macro record_failure(table) -%}
+INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, status, error, updated_at)
+VALUES (%s, %s, %s, %s, %s, 'failed', %s, UTC_TIMESTAMP(6))
+ON DUPLICATE KEY UPDATE
+    error = VALUES(error),
+    status = IF(status = 'loaded', status, 'failed'),
+    updated_at = VALUES(updated_at)
+{%- endmacro %}
+
+{% macro table_columns() -%}
+SELECT column_name, data_type, character_maximum_length, character_octet_length
+FROM information_schema.columns
+WHERE table_schema = DATABASE() AND table_name = %s
+ORDER BY ordinal_position
+{%- endmacro %}

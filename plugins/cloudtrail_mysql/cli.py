@@ -1,0 +1,292 @@
+"""``cloudtrail-mysql``: the loader without a scheduler.
+
+    cloudtrail-mysql import SOURCE      SOURCE: a file, a folder, s3://bucket/key or s3://bucket/prefix/
+    cloudtrail-mysql generate OUT       write a realistic sample day in CloudTrail's layout
+    cloudtrail-mysql report             answer the tutorial's questions from the table
+
+The database comes from --mysql-url or CLOUDTRAIL_MYSQL_URL (mysql://user:password@host:port/db);
+the password is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from cloudtrail_mysql import sql
+from cloudtrail_mysql.loader import DEFAULT_KINDS, load_file
+from cloudtrail_mysql.records import FileKind
+from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
+
+DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
+URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
+
+
+@dataclass(frozen=True)
+class MySqlTarget:
+    """Connection settings from a mysql:// URL; ``describe`` shows them without the password."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_url(cls, url: str) -> MySqlTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise ValueError("the MySQL URL must look like mysql://user:password@host:port/database")
+        database = unquote(parts.path.lstrip("/")) or "cloudtrail"
+        sql.validate_identifier(database, "database name")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=database,
+            options=tuple(parse_qsl(parts.query)),
+        )
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def connect(self, with_database: bool = True) -> Any:
+        import MySQLdb
+
+        kwargs: dict[str, Any] = dict(self.options)
+        if "connect_timeout" in kwargs:
+            kwargs["connect_timeout"] = int(kwargs["connect_timeout"])
+        kwargs.update(host=self.host, port=self.port, user=self.user, password=self.password, charset="utf8mb4")
+        if with_database:
+            kwargs["database"] = self.database
+        try:
+            return MySQLdb.connect(**kwargs)
+        except MySQLdb.OperationalError as exc:
+            raise ConnectionError(f"cannot connect to MySQL at {self.describe()}: {exc.args[-1]}") from None
+
+
+# -- import -------------------------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind]) -> None:
+    from cloudtrail_mysql.sources import s3_client
+
+    _worker["writer"] = MySqlWriter(target.connect(), table)
+    _worker["kinds"] = kinds
+    _worker["client"] = None
+    _worker["s3_client"] = s3_client
+
+
+def _load_in_worker(source: SourceFile) -> FileResult:
+    from cloudtrail_mysql.sources import fetch
+
+    if source.location.startswith("s3://") and _worker["client"] is None:
+        _worker["client"] = _worker["s3_client"]()
+    return load_file(source, lambda s: fetch(s, _worker["client"]), _worker["writer"], _worker["kinds"])
+
+
+def _results(
+    sources: list[SourceFile], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind]
+) -> Iterable[FileResult]:
+    if workers <= 1 or len(sources) <= 1:
+        _start_worker(target, table, kinds)
+        for source in sources:
+            yield _load_in_worker(source)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds)) as pool:
+        yield from pool.imap_unordered(_load_in_worker, sources, chunksize=1)
+
+
+def _progress(total: int) -> Any:
+    """A rich progress bar on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("files"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rows]:,} rows  {task.fields[rate]:,.0f} rows/s"),
+        TimeElapsedColumn(), transient=True,
+    )
+    progress.add_task("import", total=total, rows=0, rate=0.0)
+    return progress
+
+
+def ensure_database(target: MySqlTarget, table: str) -> None:
+    """Create the database (utf8mb4) and the tables where missing."""
+    conn = target.connect(with_database=False)
+    try:
+        cursor = conn.cursor()
+        for statement in sql.split_statements(sql.render("create_database.sql", database=target.database)):
+            cursor.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+    conn = target.connect()
+    try:
+        MySqlWriter(conn, table).ensure_schema()
+    finally:
+        conn.close()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.sources import list_sources
+
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_identifier(args.table)
+    kinds = set(DEFAULT_KINDS)
+    if args.include_insight:
+        kinds.add(FileKind.INSIGHT)
+    if args.include_network_activity:
+        kinds.add(FileKind.NETWORK_ACTIVITY)
+    ensure_database(target, table)
+    sources = list_sources(args.source)
+    workers = max(1, args.workers or os.cpu_count() or 1)
+    print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
+
+    started = time.monotonic()
+    counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
+    rows = 0
+    failures: list[FileResult] = []
+    progress = _progress(len(sources))
+    if progress is not None:
+        progress.start()
+    try:
+        for result in _results(sources, workers, target, table, frozenset(kinds)):
+            counts[result.status] += 1
+            rows += result.rows
+            if result.status == "failed":
+                failures.append(result)
+                print(f"FAILED {result.detail}", file=sys.stderr)
+            if progress is not None:
+                elapsed = max(time.monotonic() - started, 1e-9)
+                progress.update(progress.task_ids[0], advance=1, rows=rows, rate=rows / elapsed)
+    finally:
+        if progress is not None:
+            progress.stop()
+    seconds = time.monotonic() - started
+    print(
+        f"{counts['loaded']} files loaded, {counts['already_loaded']} already loaded, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed; {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
+    )
+    if failures:
+        print(f"{len(failures)} file(s) failed and were not loaded:", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure.location}: {failure.detail.removeprefix(failure.location + ': ')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- generate -----------------------------------------------------------------------------------
+def run_generate(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.sample import DEFAULT_ACCOUNTS, DEFAULT_REGIONS, day_files, write_files
+
+    files, events = write_files(
+        Path(args.out),
+        day_files(
+            date.fromisoformat(args.day),
+            records=args.records,
+            accounts=args.accounts.split(",") if args.accounts else DEFAULT_ACCOUNTS,
+            regions=args.regions.split(",") if args.regions else DEFAULT_REGIONS,
+            organization_id=args.organization_id,
+            insight=args.insight,
+            seed=args.seed,
+        ),
+    )
+    print(f"wrote {files} files holding {events} events for {args.day} under {args.out}")
+    return 0
+
+
+# -- report -------------------------------------------------------------------------------------
+def run_report(args: argparse.Namespace) -> int:
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_identifier(args.table)
+    conn = target.connect()
+    try:
+        cursor = conn.cursor()
+        for statement in sql.split_statements(sql.render("report.sql", table=table)):
+            cursor.execute(statement)
+            header = [d[0] for d in cursor.description]
+            found = cursor.fetchall()
+            print()
+            print(statement.splitlines()[0].lstrip("- "))
+            _print_table(header, found)
+    finally:
+        conn.close()
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cloudtrail-mysql", description="Load AWS CloudTrail logs into MySQL.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def database_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--mysql-url", default=os.environ.get(URL_VARIABLE, DEFAULT_URL),
+            help=f"mysql://user:password@host:port/database (default: ${URL_VARIABLE} or {DEFAULT_URL})",
+        )
+        command.add_argument("--table", default="logs", help="table name (default: logs)")
+
+    load = commands.add_parser("import", help="load CloudTrail files from a file, a folder or S3")
+    load.add_argument("source", help="a .json.gz file, a folder (recursive), s3://bucket/key or s3://bucket/prefix/")
+    database_options(load)
+    load.add_argument("--workers", type=int, default=0, help="worker processes (default: number of cores)")
+    load.add_argument("--include-insight", action="store_true", help="also load CloudTrail-Insight files")
+    load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")
+    load.set_defaults(run=run_import)
+
+    generate = commands.add_parser("generate", help="write a realistic sample CloudTrail day")
+    generate.add_argument("out", help="folder to write AWSLogs/... into")
+    generate.add_argument("--day", default="2017-04-10", help="delivery day, YYYY-MM-DD")
+    generate.add_argument("--records", type=int, default=20_000, help="events in all (default 20000)")
+    generate.add_argument("--accounts", help="comma-separated account ids")
+    generate.add_argument("--regions", help="comma-separated regions")
+    generate.add_argument("--organization-id", help="lay files out as an organization trail (o-...)")
+    generate.add_argument("--insight", action="store_true", help="add a CloudTrail-Insight file")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(run=run_generate)
+
+    report = commands.add_parser("report", help="the tutorial's questions, answered from the table")
+    database_options(report)
+    report.set_defaults(run=run_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import MySQLdb
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    args = build_parser().parse_args(argv)
+    # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs.
+    logging.getLogger("cloudtrail_mysql").addHandler(logging.NullHandler())
+    logging.getLogger("cloudtrail_mysql").propagate = False
+    try:
+        return args.run(args)
+    except (ConnectionError, ValueError, FileNotFoundError, LookupError, MySQLdb.Error, BotoCoreError, ClientError) as exc:
+        print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""CloudTrail log files (bytes) into rows of the logs table.
+
+Plain Python, no Airflow and no database: the command-line loader and the Airflow operator both
+call this, and tests can run it alone. What columns exist, and how wide they are, is read from
+the table itself (see ``writer.table_columns``), so the SQL schema stays the one source of truth.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+__all__ = [
+    "CloudTrailFileError",
+    "Column",
+    "DigestFile",
+    "FileKind",
+    "RowBuilder",
+    "SPECIAL_COLUMNS",
+    "classify",
+    "file_identity",
+    "read_records",
+]
+
+
+class CloudTrailFileError(ValueError):
+    """A file that cannot be read as a CloudTrail log file; the message names the file."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class DigestFile(CloudTrailFileError):
+    """A CloudTrail digest file (integrity hashes, no events): skipped, never loaded."""
+
+
+class FileKind(str, Enum):
+    """What a key under AWSLogs/ holds, from its path; only LOG is loaded unless asked."""
+
+    LOG = "CloudTrail"
+    DIGEST = "CloudTrail-Digest"
+    INSIGHT = "CloudTrail-Insight"
+    NETWORK_ACTIVITY = "CloudTrail-NetworkActivity"
+    OTHER = "other"
+
+
+_KIND_BY_FOLDER = {kind.value: kind for kind in FileKind if kind is not FileKind.OTHER}
+# <account>_CloudTrail[-Kind]_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz, as CloudTrail names its files.
+_CLOUDTRAIL_NAME = re.compile(
+    r"^[^_/]+_(CloudTrail(?:-Digest|-Insight|-NetworkActivity)?)_[^/]+\.json(?:\.gz)?$"
+)
+
+
+def classify(name: str) -> FileKind:
+    """Tell log files from digest, Insight, network-activity and unrelated files, by path alone."""
+    lowered = name.lower()
+    if not (lowered.endswith(".json.gz") or lowered.endswith(".json")):
+        return FileKind.OTHER
+    parts = name.replace("\\", "/").split("/")
+    match = _CLOUDTRAIL_NAME.match(parts[-1])
+    if match:
+        return _KIND_BY_FOLDER[match.group(1)]
+    for folder in reversed(parts[:-1]):
+        if folder in _KIND_BY_FOLDER:
+            return _KIND_BY_FOLDER[folder]
+    # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
+    return FileKind.LOG
+
+
+def file_identity(location: str) -> str:
+    """The name under which a file is remembered as loaded.
+
+    CloudTrail's file names carry account, region, time and a random id, so the same file
+    downloaded to a folder and read again from S3 is recognised as one; other files are known
+    by their full location.
+    """
+    base = location.replace("\\", "/").rsplit("/", 1)[-1]
+    return base if _CLOUDTRAIL_NAME.match(base) else location
+
+
+def _decompress(data: bytes, source: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except EOFError as exc:
+        raise CloudTrailFileError(source, f"truncated gzip ({exc})") from exc
+    except (OSError, zlib.error) as exc:
+        raise CloudTrailFileError(source, f"corrupt gzip ({exc})") from exc
+
+
+def read_records(data: bytes, source: str) -> list[dict[str, Any]]:
+    """The events of one CloudTrail log file (gzip or plain JSON).
+
+    Raises ``DigestFile`` for a digest file and ``CloudTrailFileError`` for anything that is
+    not a readable CloudTrail log file, in both cases naming ``source``.
+    """
+    if data[:2] == b"\x1f\x8b":
+        data = _decompress(data, source)
+    if not data.strip():
+        raise CloudTrailFileError(source, "empty file")
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "utf-8" not in str(exc).lower():
+            raise CloudTrailFileError(source, f"not valid JSON ({exc})") from exc
+        # Invalid UTF-8 bytes: keep every event, with U+FFFD where the bytes were broken.
+        try:
+            document = orjson.loads(data.decode("utf-8", errors="replace"))
+        except orjson.JSONDecodeError as exc2:
+            raise CloudTrailFileError(source, f"not valid JSON ({exc2})") from exc2
+    if not isinstance(document, dict):
+        raise CloudTrailFileError(
+            source, f"not a CloudTrail log file (top-level JSON is {_json_type(document)}, not an object)"
+        )
+    records = document.get("Records")
+    if records is None:
+        if "digestEndTime" in document or "logFiles" in document:
+            raise DigestFile(source, "CloudTrail digest file, skipped")
+        raise CloudTrailFileError(source, "not a CloudTrail log file (no 'Records' key)")
+    if not isinstance(records, list):
+        raise CloudTrailFileError(source, f"'Records' is {_json_type(records)}, not a list")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise CloudTrailFileError(
+                source, f"record {index} is {_json_type(record)}, not an object"
+            )
+    return records
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "null"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the logs table as the database describes it.
+
+    kind is 'text', 'bool', 'datetime' or 'int'; max_chars bounds VARCHAR columns (characters),
+    max_bytes bounds TEXT columns (bytes of UTF-8).
+    """
+
+    name: str
+    kind: str
+    max_chars: int | None = None
+    max_bytes: int | None = None
+
+
+# Columns the loader fills itself; every other column is the CloudTrail field of the same name.
+SPECIAL_COLUMNS = frozenset(
+    {"eventTimestamp", "sourceKey", "sourceFileId", "recordIndex", "extraFields"}
+)
+_MISSING = object()
+
+
+def _event_timestamp(value: Any) -> datetime | None:
+    """eventTime as a naive UTC datetime for the typed column, or None when it is not a time."""
+    if type(value) is not str or len(value) < 19:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    if moment.year < 1000:
+        return None
+    return moment.replace(microsecond=0)
+
+
+class RowBuilder:
+    """Turns CloudTrail records into tuples for the table's columns, in the table's order.
+
+    Nothing is dropped silently: a top-level field without a column, a value that does not fit
+    its column's type, and the whole of a value too long for its column (which keeps a
+    truncated copy) go into ``extraFields`` as JSON, under the field's name.
+    """
+
+    def __init__(self, columns: Sequence[Column]) -> None:
+        self.columns = tuple(columns)
+        self.column_names = tuple(column.name for column in self.columns)
+        self._fields = {c.name for c in self.columns if c.name not in SPECIAL_COLUMNS}
+        names = set(self.column_names)
+        for required in ("sourceFileId", "recordIndex"):
+            if required not in names:
+                raise ValueError(f"the logs table has no column {required!r}")
+
+    def rows(
+        self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
+    ) -> Iterable[tuple[Any, ...]]:
+        """Rows for one file's records, lazily, so a caller can stream them in batches."""
+        plan = self.columns
+        fields = self._fields
+        for index, record in enumerate(records):
+            extra: dict[str, Any] = {}
+            row: list[Any] = []
+            append = row.append
+            for column in plan:
+                name = column.name
+                if name in fields:
+                    value = record.get(name, _MISSING)
+                    if value is _MISSING or value is None:
+                        append(None)
+                    else:
+                        append(_convert(column, value, extra))
+                elif name == "eventTimestamp":
+                    append(_event_timestamp(record.get("eventTime")))
+                elif name == "sourceKey":
+                    append(_fit(column, source_key, extra))
+                elif name == "sourceFileId":
+                    append(file_id)
+                elif name == "recordIndex":
+                    append(index)
+                else:  # extraFields: filled below, once every other column is known
+                    append(None)
+            for key in record:
+                if key not in fields:
+                    extra[key] = record[key]
+            if extra and "extraFields" in self.column_names:
+                row[self.column_names.index("extraFields")] = orjson.dumps(extra).decode()
+            yield tuple(row)
+
+
+def _convert(column: Column, value: Any, extra: dict[str, Any]) -> Any:
+    kind = column.kind
+    if kind == "text":
+        if type(value) is str:
+            text = value
+        elif value is True or value is False:
+            text = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            text = orjson.dumps(value).decode()
+        else:
+            text = str(value)
+        return _fit(column, text, extra, original=value)
+    if kind == "bool":
+        if value is True or value is False:
+            return int(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return int(value.strip().lower() == "true")
+        extra[column.name] = value
+        return None
+    if kind == "datetime":
+        moment = _event_timestamp(value)
+        if moment is None:
+            extra[column.name] = value
+        return moment
+    if kind == "int" and type(value) is int:
+        return value
+    extra[column.name] = value
+    return None
+
+
+def _fit(column: Column, text: str, extra: dict[str, Any], original: Any = _MISSING) -> str:
+    """The text, cut to the column's size if needed; a cut value is kept whole in extraFields."""
+    limit = column.max_chars
+    if limit is not None and len(text) > limit:
+        extra[column.name] = text if original is _MISSING else original
+        return text[:limit]
+    limit = column.max_bytes
+    if limit is not None and len(text) * 4 > limit:
+        encoded = text.encode("utf-8", errors="surrogatepass")
+        if len(encoded) > limit:
+            extra[column.name] = text if original is _MISSING else original
+            return encoded[:limit].decode("utf-8", errors="ignore")
+    return text

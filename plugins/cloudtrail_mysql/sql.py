@@ -1,0 +1,72 @@
+"""The SQL files of include/sql/, rendered with Jinja exactly as Airflow renders them.
+
+Templates see ``params`` (as in an Airflow task); values are never put into SQL text, only
+identifiers, and only after ``validate_identifier``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+
+
+def validate_identifier(name: str, what: str = "table name") -> str:
+    """Refuse anything but a plain identifier, so a table name can never carry SQL."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits and underscores, starting with a letter"
+            " or underscore, at most 60 characters"
+        )
+    return name
+
+
+def sql_dir() -> Path:
+    """include/sql of this checkout, or CLOUDTRAIL_MYSQL_SQL_DIR where the files were put elsewhere."""
+    configured = os.environ.get("CLOUDTRAIL_MYSQL_SQL_DIR")
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve()
+    for base in (here.parents[2], here.parents[1]):
+        candidate = base / "include" / "sql"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "cannot find include/sql; set CLOUDTRAIL_MYSQL_SQL_DIR to the folder holding the SQL files"
+    )
+
+
+@lru_cache(maxsize=4)
+def _environment(directory: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(name: str, **params: Any) -> str:
+    """Render include/sql/<name> with the given params (identifiers must already be validated)."""
+    return _environment(str(sql_dir())).get_template(name).render(params=params)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements of a rendered file, in order, without the trailing semicolons."""
+    import sqlparse
+
+    statements = sqlparse.split(sqlparse.format(sql, strip_comments=True))
+    return [s.strip().rstrip(";").strip() for s in statements if s.strip().rstrip(";").strip()]
+
+
+@lru_cache(maxsize=256)
+def macro(file: str, name: str, *args: Any, **kwargs: Any) -> str:
+    """One statement of a macro file such as include/sql/loader.sql."""
+    module = _environment(str(sql_dir())).get_template(file).module
+    return str(getattr(module, name)(*args, **kwargs)).strip()

@@ -1,0 +1,211 @@
+"""Rows into MySQL: one transaction per source file, remembered in a manifest table.
+
+Works on any DB-API connection from mysqlclient (what ``MySqlHook.get_conn()`` returns, or
+``MySQLdb.connect``), so the command-line loader and the Airflow operator share it unchanged.
+A file is loaded whole or not at all, and a file already in the manifest is never loaded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterable, Sequence
+
+from cloudtrail_mysql import sql
+from cloudtrail_mysql.records import Column, RowBuilder, file_identity
+
+__all__ = ["FileResult", "MySqlWriter", "SourceFile"]
+
+_LOADER_SQL = "loader.sql"
+_TEXT_TYPES = {"tinytext", "text", "mediumtext", "longtext"}
+_CHAR_TYPES = {"varchar", "char"}
+_INT_TYPES = {"smallint", "mediumint", "int", "bigint"}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to load: where it is (``s3://bucket/key`` or a path) and what the listing said of it."""
+
+    location: str
+    size: int | None = None
+    etag: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How the manifest knows the file (CloudTrail's file name, or the full location)."""
+        return file_identity(self.location)
+
+    @property
+    def name_hash(self) -> str:
+        return hashlib.sha256(self.name.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file: loaded, already_loaded, skipped or failed."""
+
+    location: str
+    status: str
+    rows: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool:
+    if status != "loaded":
+        return False
+    if source.etag and etag and source.etag.strip('"') != str(etag).strip('"'):
+        return False
+    if source.size is not None and size is not None and int(size) != source.size:
+        return False
+    return True
+
+
+class MySqlWriter:
+    """Writes CloudTrail rows for one table through one DB-API connection."""
+
+    def __init__(self, conn: Any, table: str = "logs", batch_rows: int = 2000) -> None:
+        self.conn = conn
+        self.table = sql.validate_identifier(table)
+        self.batch_rows = batch_rows
+        self._builder: RowBuilder | None = None
+        self._insert: str | None = None
+        if hasattr(conn, "set_character_set"):
+            conn.set_character_set("utf8mb4")
+
+    # -- schema ---------------------------------------------------------------------------
+    def collation(self) -> str:
+        """The server's exact (binary, no-pad) utf8mb4 collation."""
+        cursor = self.conn.cursor()
+        cursor.execute("SELECT VERSION()")
+        version = str(cursor.fetchone()[0])
+        cursor.close()
+        return "utf8mb4_nopad_bin" if "mariadb" in version.lower() else "utf8mb4_0900_bin"
+
+    def ensure_schema(self) -> None:
+        """Create the logs table and its manifest where missing (include/sql/create_tables.sql)."""
+        rendered = sql.render("create_tables.sql", table=self.table, collation=self.collation())
+        cursor = self.conn.cursor()
+        for statement in sql.split_statements(rendered):
+            cursor.execute(statement)
+        cursor.close()
+        self.conn.commit()
+        self._builder = None
+
+    def columns(self) -> list[Column]:
+        """The table's columns as the server describes them, in order."""
+        cursor = self.conn.cursor()
+        cursor.execute(sql.macro(_LOADER_SQL, "table_columns"), (self.table,))
+        found = cursor.fetchall()
+        cursor.close()
+        if not found:
+            raise LookupError(f"table {self.table!r} does not exist in this database")
+        columns = []
+        for name, data_type, max_chars, max_bytes in found:
+            data_type = str(data_type).lower()
+            if data_type in _CHAR_TYPES:
+                columns.append(Column(name, "text", max_chars=int(max_chars)))
+            elif data_type in _TEXT_TYPES:
+                columns.append(Column(name, "text", max_bytes=int(max_bytes)))
+            elif data_type == "tinyint":
+                columns.append(Column(name, "bool"))
+            elif data_type in _INT_TYPES:
+                columns.append(Column(name, "int"))
+            elif data_type in ("datetime", "timestamp"):
+                columns.append(Column(name, "datetime"))
+            else:
+                columns.append(Column(name, "text"))
+        return columns
+
+    @property
+    def builder(self) -> RowBuilder:
+        if self._builder is None:
+            try:
+                self._builder = RowBuilder(self.columns())
+            except ValueError as exc:
+                raise ValueError(
+                    f"table {self.table!r} is not a table this loader created ({exc}); "
+                    "load into a new table (--table) or let the loader create it"
+                ) from exc
+            self._insert = sql.macro(
+                _LOADER_SQL, "insert_rows", self.table, self._builder.column_names
+            )
+        return self._builder
+
+    # -- manifest -------------------------------------------------------------------------
+    def loaded(self, sources: Sequence[SourceFile]) -> set[str]:
+        """Locations among ``sources`` that are already loaded with the same content."""
+        by_hash = {source.name_hash: source for source in sources}
+        if not by_hash:
+            return set()
+        cursor = self.conn.cursor()
+        cursor.execute(
+            sql.macro(_LOADER_SQL, "find_files", self.table, len(by_hash)), tuple(by_hash)
+        )
+        found = cursor.fetchall()
+        cursor.close()
+        self.conn.commit()
+        return {
+            by_hash[name_hash].location
+            for name_hash, status, etag, size in found
+            if _same_content(status, etag, size, by_hash[name_hash])
+        }
+
+    def record_failure(self, source: SourceFile, error: str) -> None:
+        """Note a file that could not be loaded, so that it can be seen and retried."""
+        self.conn.rollback()
+        cursor = self.conn.cursor()
+        cursor.execute(
+            sql.macro(_LOADER_SQL, "record_failure", self.table),
+            (source.name_hash, source.name, source.location, source.etag, source.size, error[:60000]),
+        )
+        cursor.close()
+        self.conn.commit()
+
+    # -- loading --------------------------------------------------------------------------
+    def load(self, source: SourceFile, records: Iterable[dict[str, Any]]) -> FileResult:
+        """Insert one file's records in one transaction; a file already loaded is left as it is."""
+        started = time.monotonic()
+        builder = self.builder
+        cursor = self.conn.cursor()
+        if hasattr(cursor, "max_stmt_length"):
+            cursor.max_stmt_length = 1024 * 1024
+        try:
+            cursor.execute(
+                sql.macro(_LOADER_SQL, "claim_file", self.table),
+                (source.name_hash, source.name, source.location, source.etag, source.size),
+            )
+            file_id = cursor.lastrowid
+            cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
+            status, etag, size = cursor.fetchone()
+            if _same_content(status, etag, size, source):
+                self.conn.rollback()
+                return FileResult(source.location, "already_loaded", detail="in the manifest")
+            if status != "loading":
+                # A failed attempt left nothing; a changed file replaces its earlier rows.
+                cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
+            count = 0
+            rows = builder.rows(records, source.location, file_id)
+            while True:
+                batch = list(islice(rows, self.batch_rows))
+                if not batch:
+                    break
+                cursor.executemany(self._insert, batch)
+                count += len(batch)
+            seconds = time.monotonic() - started
+            cursor.execute(
+                sql.macro(_LOADER_SQL, "finish_file", self.table),
+                (count, seconds, source.location, source.etag, source.size, file_id),
+            )
+            self.conn.commit()
+            return FileResult(source.location, "loaded", rows=count, seconds=seconds)
+        except BaseException:
+            try:
+                self.conn.rollback()
+            except Exception:  # the connection itself may be gone; the server rolls back then
+                pass
+            raise
+        finally:
+            cursor.close()
