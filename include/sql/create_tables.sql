@@ -59,11 +59,52 @@ CREATE TABLE IF NOT EXISTS {{ params.table }}_files (
     source VARCHAR(2048) NOT NULL,
     etag VARCHAR(128) NULL,
     size BIGINT NULL,
+    -- The YYYY/MM/DD folder of the key: the day CloudTrail delivered the file (the DAG's day).
+    delivery_day DATE NULL,
     status VARCHAR(16) NOT NULL,
     row_count INT NOT NULL DEFAULT 0,
     error TEXT NULL,
     seconds DOUBLE NULL,
     updated_at DATETIME(6) NOT NULL,
     UNIQUE KEY uq_file_hash (file_hash),
-    KEY ix_status (status)
+    KEY ix_status (status),
+    KEY ix_delivery_day (delivery_day)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- Per-day summaries, keyed by the event's own day (from eventTimestamp), rebuilt by
+-- build_summaries.sql for every event day a run touched. Same exact collation as the logs table,
+-- so that names differing only by case or a trailing space stay separate rows.
+CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_events (
+    event_day DATE NOT NULL,
+    event_hour TINYINT NOT NULL,
+    event_source VARCHAR(255) NOT NULL,
+    event_name VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (event_day, event_hour, event_source, event_name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_errors (
+    event_day DATE NOT NULL,
+    event_source VARCHAR(255) NOT NULL,
+    error_code VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    PRIMARY KEY (event_day, event_source, error_code)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- principal: userIdentity.arn, else userIdentity.invokedBy (AWS services), else userIdentity.type.
+CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_principals (
+    event_day DATE NOT NULL,
+    principal VARCHAR(512) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (event_day, principal)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_source_ips (
+    event_day DATE NOT NULL,
+    source_ip VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (event_day, source_ip)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};

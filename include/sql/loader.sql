@@ -14,8 +14,8 @@ WHERE file_hash IN ({% for _ in range(count) %}%s{% if not loop.last %}, {% endi
     LAST_INSERT_ID. Claiming by insert, not SELECT ... FOR UPDATE, avoids gap-lock deadlocks between
     workers registering different files. A new row says 'loading' only inside this transaction. -#}
 {% macro claim_file(table) -%}
-INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, status, updated_at)
-VALUES (%s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
+INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, delivery_day, status, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)
 {%- endmacro %}
 
@@ -35,8 +35,8 @@ WHERE id = %s
 {%- endmacro %}
 
 {% macro record_failure(table) -%}
-INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, status, error, updated_at)
-VALUES (%s, %s, %s, %s, %s, 'failed', %s, UTC_TIMESTAMP(6))
+INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, delivery_day, status, error, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'failed', %s, UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE
     error = VALUES(error),
     status = IF(status = 'loaded', status, 'failed'),

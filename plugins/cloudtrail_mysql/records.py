@@ -11,7 +11,7 @@ import gzip
 import re
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any, Iterable, Sequence
 
@@ -25,6 +25,7 @@ __all__ = [
     "RowBuilder",
     "SPECIAL_COLUMNS",
     "classify",
+    "delivery_day",
     "file_identity",
     "read_records",
 ]
@@ -74,6 +75,20 @@ def classify(name: str) -> FileKind:
             return _KIND_BY_FOLDER[folder]
     # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
     return FileKind.LOG
+
+
+_DAY_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/[^/]*$")
+
+
+def delivery_day(key: str) -> date | None:
+    """The YYYY/MM/DD folder of a CloudTrail key: the day CloudTrail delivered the file."""
+    match = _DAY_IN_KEY.search(key.replace("\\", "/"))
+    if not match:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
 
 
 def file_identity(location: str) -> str:

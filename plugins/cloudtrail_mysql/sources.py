@@ -49,12 +49,9 @@ def s3_client() -> Any:
 
 def iter_s3_objects(client: Any, bucket: str, prefix: str) -> Iterator[SourceFile]:
     """Every object under a prefix, page by page, as (location, size, ETag): nothing else is kept."""
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", ()):
-            yield SourceFile(
-                f"s3://{bucket}/{item['Key']}", size=int(item["Size"]), etag=item.get("ETag", "").strip('"') or None
-            )
+    from cloudtrail_mysql.layout import iter_batch
+
+    return iter_batch(client, bucket, prefix, None, None)
 
 
 def list_sources(source: str, client: Any = None) -> list[SourceFile]:

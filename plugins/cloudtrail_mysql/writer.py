@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import date
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Sequence
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.records import Column, RowBuilder, file_identity
+from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
 
 __all__ = ["FileResult", "MySqlWriter", "SourceFile"]
 
@@ -36,6 +37,10 @@ class SourceFile:
     def name(self) -> str:
         """How the manifest knows the file (CloudTrail's file name, or the full location)."""
         return file_identity(self.location)
+
+    @property
+    def delivery_day(self) -> date | None:
+        return delivery_day(self.location)
 
     @property
     def name_hash(self) -> str:
@@ -159,7 +164,10 @@ class MySqlWriter:
         cursor = self.conn.cursor()
         cursor.execute(
             sql.macro(_LOADER_SQL, "record_failure", self.table),
-            (source.name_hash, source.name, source.location, source.etag, source.size, error[:60000]),
+            (
+                source.name_hash, source.name, source.location, source.etag, source.size,
+                source.delivery_day, error[:60000],
+            ),
         )
         cursor.close()
         self.conn.commit()
@@ -175,7 +183,7 @@ class MySqlWriter:
         try:
             cursor.execute(
                 sql.macro(_LOADER_SQL, "claim_file", self.table),
-                (source.name_hash, source.name, source.location, source.etag, source.size),
+                (source.name_hash, source.name, source.location, source.etag, source.size, source.delivery_day),
             )
             file_id = cursor.lastrowid
             cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))

@@ -1,0 +1,183 @@
+"""cloudtrail_daily: load one day of CloudTrail logs from S3 into MySQL, then index and summarise it."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from cloudtrail_mysql.compat import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
+from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
+from cloudtrail_mysql.sql import sql_dir
+
+DOC_MD = """
+### CloudTrail logs into MySQL, one day per run
+
+The run for day **D** loads every CloudTrail log file that CloudTrail *delivered* on D: the keys
+`[key_prefix/]AWSLogs/[<org-id>/]<account>/CloudTrail/<region>/D/` for every account and region
+found in the bucket (digest, Insight and network-activity files are left out). Those files also
+hold events from just before midnight of D-1, as CloudTrail delivers them a few minutes late.
+
+1. `resolve_day`: D is the `day` param if given, else the run's logical date (a scheduled run for
+   D starts at midnight after D, a backfill of D, or `airflow dags test cloudtrail_daily D`).
+2. `wait_for_delivery`: waits until `delivery_delay_minutes` after D has ended (no wait for past days).
+3. `create_tables`, then `plan_batches` lists the day (delimiter listings, page by page) and cuts it
+   into key ranges; `load_batch` is mapped over them, at most 4 at a time per DAG.
+4. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
+   summary tables for every event day the files touched; `report_day` logs the day's totals.
+
+Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
+never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
+**Trigger DAG w/ config**, set `day`, and run.
+"""
+
+# Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
+MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
+
+with DAG(
+    dag_id="cloudtrail_daily",
+    description="Load a day of CloudTrail logs from S3 into MySQL, index and summarise it",
+    doc_md=DOC_MD,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    # CloudTrail began in November 2013: any day since can be backfilled (catchup stays off).
+    start_date=datetime(2013, 11, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=4,
+    template_searchpath=[str(sql_dir())],
+    tags=["cloudtrail", "mysql", "aws", "security"],
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    params={
+        "day": Param(None, type=["null", "string"], format="date", title="Day",
+                     description="Delivery day to load (YYYY-MM-DD). Empty: the run's logical date."),
+        "bucket": Param(os.environ.get("CLOUDTRAIL_BUCKET", "cloudtrail-logs"), type="string", minLength=3,
+                        title="S3 bucket", description="The bucket CloudTrail delivers to."),
+        "key_prefix": Param("", type="string", title="Key prefix",
+                            description="The trail's S3 key prefix, before AWSLogs/ (often empty)."),
+        "accounts": Param([], type="array", items={"type": "string"}, title="Accounts",
+                          description="Only these account ids (empty: every account found)."),
+        "regions": Param([], type="array", items={"type": "string"}, title="Regions",
+                         description="Only these regions (empty: every region found)."),
+        "table": Param("logs", type="string", pattern=IDENTIFIER, title="Table",
+                       description="MySQL table to load into; created with its manifest and summaries if missing."),
+        "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
+        "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),
+        "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
+        "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
+        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
+        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
+    },
+) as dag:
+
+    @task
+    def resolve_day(**context: Any) -> str:
+        """The delivery day this run loads, as YYYY-MM-DD."""
+        params = context["params"]
+        if params.get("day"):
+            return date.fromisoformat(str(params["day"])).isoformat()
+        logical = context.get("logical_date")
+        if logical is not None:
+            return logical.astimezone(timezone.utc).date().isoformat()
+        # Airflow 3 manual run without a logical date: the last complete day.
+        run_after = context["dag_run"].run_after
+        return (run_after.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
+
+    @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
+    def wait_for_delivery(day: str, **context: Any) -> bool:
+        """CloudTrail delivers a file some minutes after its events: wait that long after the day."""
+        ready_at = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(
+            days=1, minutes=int(context["params"]["delivery_delay_minutes"])
+        )
+        return datetime.now(timezone.utc) >= ready_at
+
+    @task
+    def create_tables(**context: Any) -> None:
+        """The logs table, its manifest and the summary tables (include/sql/create_tables.sql)."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql.writer import MySqlWriter
+
+        params = context["params"]
+        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            MySqlWriter(conn, params["table"]).ensure_schema()
+        finally:
+            conn.close()
+
+    @task
+    def plan_batches(day: str, **context: Any) -> list[dict[str, Any]]:
+        """The day's key ranges to load, one per mapped task."""
+        from airflow.configuration import conf
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from cloudtrail_mysql.layout import day_folders
+        from cloudtrail_mysql.layout import plan_batches as cut_batches
+        from cloudtrail_mysql.records import FileKind
+
+        params = context["params"]
+        client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
+        kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
+        folders = day_folders(
+            client, params["bucket"], date.fromisoformat(day), params["key_prefix"],
+            accounts=params["accounts"] or None, regions=params["regions"] or None, kinds=kinds,
+        )
+        batches = cut_batches(
+            client, params["bucket"], folders,
+            max_files=int(params["batch_files"]),
+            max_bytes=int(params["batch_megabytes"]) * 1024 * 1024,
+            max_batches=conf.getint("core", "max_map_length", fallback=1024),
+        )
+        print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
+              f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
+        return [{**batch.as_kwargs(), "include_insight": bool(params["include_insight"])} for batch in batches]
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def report_day(day: str, **context: Any) -> dict[str, Any]:
+        """The day's totals from the manifest, for the log and for XCom."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql import sql
+
+        params = context["params"]
+        hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
+        rows = hook.get_records(sql.render("day_report.sql", table=sql.validate_identifier(params["table"])),
+                                parameters={"day": day})
+        report = {status: {"files": int(files), "rows": int(total or 0)} for status, files, total in rows}
+        print(f"{day}: {report}")
+        return report
+
+    day = resolve_day()
+    ready = wait_for_delivery(day)
+    tables = create_tables()
+    batches = plan_batches(day)
+
+    loads = CloudTrailToMySqlOperator.partial(
+        task_id="load_batch",
+        bucket="{{ params.bucket }}",
+        table="{{ params.table }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+        mysql_conn_id="{{ params.mysql_conn_id }}",
+        max_active_tis_per_dag=MAX_PARALLEL_LOADS,
+    ).expand_kwargs(batches)
+
+    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+
+    indexes = SQLExecuteQueryOperator(
+        task_id="create_indexes",
+        conn_id="{{ params.mysql_conn_id }}",
+        sql="create_indexes.sql",
+        split_statements=True,
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
+    summaries = SQLExecuteQueryOperator(
+        task_id="build_summaries",
+        conn_id="{{ params.mysql_conn_id }}",
+        sql="build_summaries.sql",
+        parameters={"day": day},
+        split_statements=True,
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
+
+    ready >> tables >> batches
+    loads >> indexes >> summaries
+    [loads, summaries] >> report_day(day)

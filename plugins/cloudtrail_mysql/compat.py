@@ -1,0 +1,31 @@
+"""Airflow 3 (airflow.sdk) and Airflow 2.10/2.11 names, so one code base runs on both."""
+
+from __future__ import annotations
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, Asset, BaseOperator, Param, TriggerRule, task
+    from airflow.sdk import CronDataIntervalTimetable
+except ImportError:  # Airflow 2
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
+    from airflow.decorators import task  # type: ignore[no-redef]
+    from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef]
+    from airflow.models.dag import DAG  # type: ignore[no-redef]
+    from airflow.models.param import Param  # type: ignore[no-redef]
+    from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
+    from airflow.utils.trigger_rule import TriggerRule  # type: ignore[no-redef]
+
+try:
+    from airflow.sdk.exceptions import AirflowException
+except ImportError:
+    from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+
+__all__ = [
+    "Asset",
+    "AirflowException",
+    "BaseOperator",
+    "CronDataIntervalTimetable",
+    "DAG",
+    "Param",
+    "TriggerRule",
+    "task",
+]

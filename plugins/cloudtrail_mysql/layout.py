@@ -1,0 +1,161 @@
+"""CloudTrail's S3 layout: find a day's files without scanning the bucket, and cut them into batches.
+
+Keys look like ``[prefix/]AWSLogs/[<org-id>/]<account>/CloudTrail/<region>/YYYY/MM/DD/<file>``;
+the YYYY/MM/DD folder is the day CloudTrail *delivered* the file, so it also holds events from
+just before midnight of the previous day. Accounts and regions are discovered with delimiter
+listings (a handful of small calls), never with a full-bucket scan, and a day's keys are read
+page by page, keeping only counters: a batch is described by a key range, not a key list, so
+even an organization trail's several hundred thousand keys a day make a small plan.
+
+Plain boto3 (any S3 client: ``S3Hook().get_conn()`` or ``boto3.client("s3")``); no Airflow import.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Collection, Iterable, Iterator
+
+from cloudtrail_mysql.records import FileKind, delivery_day
+from cloudtrail_mysql.writer import SourceFile
+
+__all__ = ["Batch", "DayFolder", "day_folders", "iter_batch", "plan_batches", "TooManyBatches"]
+
+def _children(client: Any, bucket: str, prefix: str) -> list[str]:
+    """Names of the 'folders' directly under prefix (one delimiter listing, paginated)."""
+    names = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for common in page.get("CommonPrefixes", ()):
+            names.append(common["Prefix"][len(prefix):].rstrip("/"))
+    return names
+
+
+@dataclass(frozen=True)
+class DayFolder:
+    """One account's one region's folder for a day, e.g. AWSLogs/111122223333/CloudTrail/us-east-1/2024/01/31/."""
+
+    account: str
+    kind: FileKind
+    region: str
+    prefix: str
+
+
+def day_folders(
+    client: Any,
+    bucket: str,
+    day: date,
+    key_prefix: str = "",
+    accounts: Collection[str] | None = None,
+    regions: Collection[str] | None = None,
+    kinds: Collection[FileKind] = (FileKind.LOG,),
+) -> list[DayFolder]:
+    """Every (account, kind, region) day folder under AWSLogs/, organization trails included."""
+    root = f"{key_prefix.strip('/')}/AWSLogs/" if key_prefix.strip("/") else "AWSLogs/"
+    wanted_accounts = set(accounts) if accounts else None
+    wanted_regions = set(regions) if regions else None
+    folders: list[DayFolder] = []
+
+    def visit_account(account: str, base: str, subfolders: Iterable[str]) -> None:
+        if wanted_accounts is not None and account not in wanted_accounts:
+            return
+        for kind in kinds:
+            if kind.value not in subfolders:
+                continue
+            for region in sorted(_children(client, bucket, f"{base}{kind.value}/")):
+                if wanted_regions is None or region in wanted_regions:
+                    folders.append(
+                        DayFolder(account, kind, region, f"{base}{kind.value}/{region}/{day:%Y/%m/%d}/")
+                    )
+
+    for top in sorted(_children(client, bucket, root)):
+        base = f"{root}{top}/"
+        below = _children(client, bucket, base)
+        if any(name.startswith("CloudTrail") for name in below):
+            visit_account(top, base, below)
+            continue
+        # An organization trail (AWSLogs/<org-id>/<account>/...): one level more.
+        for account in sorted(below):
+            if wanted_accounts is not None and account not in wanted_accounts:
+                continue
+            account_base = f"{base}{account}/"
+            visit_account(account, account_base, _children(client, bucket, account_base))
+    return folders
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A run of keys in one folder: those after ``start_after`` up to and including ``last_key``.
+
+    ``last_key`` None means "to the end of the folder", so files that arrive after planning are
+    still picked up by the folder's last batch.
+    """
+
+    prefix: str
+    start_after: str | None
+    last_key: str | None
+    files: int
+    bytes: int
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "start_after": self.start_after, "last_key": self.last_key}
+
+
+class TooManyBatches(ValueError):
+    """The day would need more mapped tasks than allowed: raise the batch size."""
+
+
+def _objects(client: Any, bucket: str, prefix: str, start_after: str | None = None) -> Iterator[dict[str, Any]]:
+    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+        yield from page.get("Contents", ())
+
+
+def plan_batches(
+    client: Any,
+    bucket: str,
+    folders: Iterable[DayFolder],
+    max_files: int = 500,
+    max_bytes: int = 256 * 1024 * 1024,
+    max_batches: int = 512,
+    threads: int = 8,
+) -> list[Batch]:
+    """Cut the day's folders into batches of at most max_files files and about max_bytes bytes."""
+    folders = list(folders)
+
+    def cut(folder: DayFolder) -> list[Batch]:
+        batches: list[Batch] = []
+        start_after: str | None = None
+        files = size = 0
+        last: str | None = None
+        for item in _objects(client, bucket, folder.prefix):
+            if files and (files >= max_files or size + item["Size"] > max_bytes):
+                batches.append(Batch(folder.prefix, start_after, last, files, size))
+                start_after, files, size = last, 0, 0
+            files += 1
+            size += int(item["Size"])
+            last = item["Key"]
+        if files:
+            batches.append(Batch(folder.prefix, start_after, None, files, size))
+        return batches
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(folders) or 1))) as pool:
+        planned = [batch for found in pool.map(cut, folders) for batch in found]
+    if len(planned) > max_batches:
+        raise TooManyBatches(
+            f"the day needs {len(planned)} batches, more than the {max_batches} mapped tasks allowed; "
+            f"raise batch_files (now {max_files}) or batch_megabytes (now {max_bytes // 2**20})"
+        )
+    return planned
+
+
+def iter_batch(client: Any, bucket: str, prefix: str, start_after: str | None, last_key: str | None) -> Iterator[SourceFile]:
+    """The files of one batch, read back from S3 page by page."""
+    for item in _objects(client, bucket, prefix, start_after):
+        if last_key is not None and item["Key"] > last_key:
+            return
+        yield SourceFile(
+            f"s3://{bucket}/{item['Key']}", size=int(item["Size"]), etag=str(item.get("ETag", "")).strip('"') or None
+        )

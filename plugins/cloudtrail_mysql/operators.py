@@ -1,0 +1,127 @@
+"""``CloudTrailToMySqlOperator``: load a batch of CloudTrail files from S3 into MySQL.
+
+Thin by design: S3 comes from ``S3Hook`` (its connection carries credentials, region, endpoint_url
+and botocore retry settings), MySQL from ``MySqlHook``; reading, parsing and writing are the same
+core functions the command-line loader uses.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from cloudtrail_mysql.compat import AirflowException, BaseOperator
+from cloudtrail_mysql.loader import DEFAULT_KINDS, load_file
+from cloudtrail_mysql.records import FileKind
+from cloudtrail_mysql.sql import validate_identifier
+from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class CloudTrailToMySqlOperator(BaseOperator):
+    """Load CloudTrail log files from S3 into a MySQL table, each file whole or not at all.
+
+    Give either ``keys`` (a list of S3 keys) or a key range within ``prefix``: the keys after
+    ``start_after`` up to and including ``last_key`` (None: to the end), as planned by
+    ``cloudtrail_mysql.layout.plan_batches``. Files already loaded (the manifest table) are skipped,
+    so retries and reruns never duplicate rows. A bad file does not stop the others: the task
+    loads everything it can, then fails naming every file that could not be loaded.
+
+    :param bucket: the S3 bucket holding the CloudTrail files
+    :param keys: explicit keys to load
+    :param prefix: a folder of keys to load (with start_after/last_key for a part of it)
+    :param table: the logs table (validated identifier); created if missing
+    :param aws_conn_id: Airflow connection for S3 (``endpoint_url`` in its extra for MinIO and tests)
+    :param mysql_conn_id: Airflow connection for MySQL
+    :param include_insight: also load CloudTrail-Insight files
+    :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
+    """
+
+    template_fields: Sequence[str] = (
+        "bucket", "keys", "prefix", "start_after", "last_key", "table", "aws_conn_id", "mysql_conn_id"
+    )
+    ui_color = "#f9c915"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        keys: list[str] | None = None,
+        prefix: str | None = None,
+        start_after: str | None = None,
+        last_key: str | None = None,
+        table: str = "logs",
+        aws_conn_id: str | None = "aws_default",
+        mysql_conn_id: str = "mysql_default",
+        include_insight: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucket = bucket
+        self.keys = keys
+        self.prefix = prefix
+        self.start_after = start_after
+        self.last_key = last_key
+        self.table = table
+        self.aws_conn_id = aws_conn_id
+        self.mysql_conn_id = mysql_conn_id
+        self.include_insight = include_insight
+
+    def _sources(self, client: Any) -> list[SourceFile]:
+        from cloudtrail_mysql.layout import iter_batch
+
+        if self.keys is not None:
+            return [SourceFile(f"s3://{self.bucket}/{key}") for key in self.keys]
+        if self.prefix is None:
+            raise AirflowException("give either keys or prefix")
+        return list(iter_batch(client, self.bucket, self.prefix, self.start_after or None, self.last_key or None))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql.sources import fetch
+
+        table = validate_identifier(self.table)
+        client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        conn = MySqlHook(mysql_conn_id=self.mysql_conn_id).get_conn()
+        kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if self.include_insight else set())
+        started = time.monotonic()
+        counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
+        rows = 0
+        failed: list[str] = []
+        try:
+            writer = MySqlWriter(conn, table)
+            writer.ensure_schema()
+            sources = self._sources(client)
+            self.log.info("%d files to load into %s", len(sources), table)
+            done = writer.loaded(sources)
+            for source in sources:
+                if source.location in done:
+                    counts["already_loaded"] += 1
+                    continue
+                result = load_file(source, lambda s: fetch(s, client), writer, kinds, check_manifest=False)
+                counts[result.status] += 1
+                rows += result.rows
+                if result.status == "failed":
+                    failed.append(result.detail)
+                    self.log.error("FAILED %s", result.detail)
+                elif result.status == "loaded":
+                    self.log.info("%s: %d rows in %.2f s", source.location, result.rows, result.seconds)
+                else:
+                    self.log.info("%s: %s (%s)", source.location, result.status, result.detail)
+        finally:
+            conn.close()
+        seconds = time.monotonic() - started
+        self.log.info(
+            "batch: %d loaded, %d already loaded, %d skipped, %d failed; %d rows in %.1f s (%.0f rows/s)",
+            counts["loaded"], counts["already_loaded"], counts["skipped"], counts["failed"],
+            rows, seconds, rows / max(seconds, 1e-9),
+        )
+        if failed:
+            raise AirflowException(
+                f"{len(failed)} file(s) could not be loaded (the others were):\n" + "\n".join(failed)
+            )
+        return {"files": len(sources), **counts, "rows": rows, "seconds": round(seconds, 3)}
