@@ -27,13 +27,10 @@ $(BIN)/cloudtrail-mysql: pyproject.toml $(CONSTRAINTS) | system-deps
 	@touch $@
 	@echo "Installed: $(BIN)/cloudtrail-mysql and $(BIN)/airflow"
 
-# Generate a sample CloudTrail day and load it with the command-line loader, then answer the tutorial's questions.
+# A sample CloudTrail day through the daily DAG (local S3 server -> local MySQL), then the tutorial's questions.
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/cloudtrail-mysql generate $(DEMO_DIR) --day $(DEMO_DAY)
-	$(BIN)/cloudtrail-mysql import $(DEMO_DIR) --mysql-url $(MYSQL_URL)
-	$(BIN)/cloudtrail-mysql import $(DEMO_DIR) --mysql-url $(MYSQL_URL)
-	$(BIN)/cloudtrail-mysql report --mysql-url $(MYSQL_URL)
+	CLOUDTRAIL_MYSQL_URL=$(MYSQL_URL) DEMO_DAY=$(DEMO_DAY) $(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/pytest
