@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := constraints/airflow-3.txt
-MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail
+DEMO_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail_demo
 DEMO_DIR := .demo
 DEMO_DAY ?= 2017-04-10
 
@@ -30,7 +30,7 @@ $(BIN)/cloudtrail-mysql: pyproject.toml $(CONSTRAINTS) | system-deps
 # A sample CloudTrail day through the daily DAG (local S3 server -> local MySQL), then the tutorial's questions.
 demo: install
 	rm -rf $(DEMO_DIR)
-	CLOUDTRAIL_MYSQL_URL=$(MYSQL_URL) DEMO_DAY=$(DEMO_DAY) $(BIN)/python scripts/demo.py
+	DEMO_MYSQL_URL=$(DEMO_MYSQL_URL) DEMO_DAY=$(DEMO_DAY) $(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/pytest

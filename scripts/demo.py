@@ -7,7 +7,7 @@
    show the command and that both give the same rows;
 4. prints the tutorial's questions answered from the table.
 
-Database: CLOUDTRAIL_MYSQL_URL or mysql://root@127.0.0.1:3306/cloudtrail.
+Database: DEMO_MYSQL_URL or mysql://root@127.0.0.1:3306/cloudtrail_demo, dropped and made anew.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ BIN = Path(sys.executable).parent
 DEMO = REPO / ".demo"
 DAY = date.fromisoformat(os.environ.get("DEMO_DAY", "2017-04-10"))
 RECORDS = int(os.environ.get("DEMO_RECORDS", "20000"))
-URL = os.environ.get("CLOUDTRAIL_MYSQL_URL", "mysql://root@127.0.0.1:3306/cloudtrail")
+# The demo's own database, emptied at each start (never the `cloudtrail` database real loads use).
+URL = os.environ.get("DEMO_MYSQL_URL", "mysql://root@127.0.0.1:3306/cloudtrail_demo")
 
 
 def run(*command: str, env: dict[str, str] | None = None, quiet: bool = False) -> subprocess.CompletedProcess:
@@ -86,8 +87,12 @@ def main() -> None:
             "AIRFLOW_CONN_MYSQL_DEFAULT": URL,
             "CLOUDTRAIL_BUCKET": bucket,
         }
-        # The Airflow connection names an existing database: create it where missing.
-        ensure_database(MySqlTarget.from_url(URL), "logs")
+        # The Airflow connection names an existing database: make it anew.
+        target = MySqlTarget.from_url(URL)
+        conn = target.connect(with_database=False)
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS {target.database}")
+        conn.close()
+        ensure_database(target, "logs")
         run(str(BIN / "airflow"), "db", "migrate", env=airflow_env, quiet=True)
         started = time.monotonic()
         run(str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat(), env=airflow_env, quiet=True)
