@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, load_file
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
@@ -83,7 +83,7 @@ _worker: dict[str, Any] = {}
 def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind]) -> None:
     from cloudtrail_mysql.sources import s3_client
 
-    _worker["writer"] = MySqlWriter(target.connect(), table)
+    _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect)
     _worker["kinds"] = kinds
     _worker["client"] = None
     _worker["s3_client"] = s3_client
@@ -281,7 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("cloudtrail_mysql").propagate = False
     try:
         return args.run(args)
-    except (ConnectionError, ValueError, FileNotFoundError, LookupError, MySQLdb.Error, BotoCoreError, ClientError) as exc:
+    except (
+        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, MySQLdb.Error, BotoCoreError, ClientError
+    ) as exc:
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

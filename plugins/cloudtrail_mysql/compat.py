@@ -15,13 +15,14 @@ except ImportError:  # Airflow 2
     from airflow.utils.trigger_rule import TriggerRule  # type: ignore[no-redef]
 
 try:
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef]
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
 
 __all__ = [
     "Asset",
     "AirflowException",
+    "AirflowFailException",
     "BaseOperator",
     "CronDataIntervalTimetable",
     "DAG",

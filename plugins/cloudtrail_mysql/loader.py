@@ -2,22 +2,56 @@
 
 The command-line loader and the Airflow operator both call ``load_file``; only how bytes are
 fetched (local disk, S3 through boto3 or S3Hook) differs between them.
+
+Errors come in three kinds:
+- a bad file (corrupt, not CloudTrail, S3 says it is gone): that file fails, named, and is recorded
+  in the manifest; the other files go on;
+- a passing MySQL fault (deadlock, lock wait timeout, lost connection): the file's transaction was
+  rolled back whole, so the file is loaded again, after reconnecting if needed, a few times with
+  backoff;
+- a MySQL refusal that no retry can fix (access denied, unknown database, missing privilege):
+  ``MySqlSetupError`` stops the whole load at once with what to fix.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Collection
+from typing import Any, Callable, Collection
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
-__all__ = ["DEFAULT_KINDS", "load_file", "wanted"]
+__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "wanted"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KINDS: frozenset[FileKind] = frozenset({FileKind.LOG})
+
+# Lock wait timeout, deadlock; server gone away, lost connection, lost during query, can't connect.
+RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213, 2006, 2013, 2055, 2003, 2002, 1927, 1053})
+LOST_CONNECTION_ERRORS = frozenset({2006, 2013, 2055, 2003, 2002, 1927, 1053})
+# Access denied (user, database), unknown database, command or column denied, read-only server.
+SETUP_MYSQL_ERRORS = {
+    1045: "the MySQL user or password is wrong",
+    1044: "the MySQL user has no access to this database",
+    1049: "the database does not exist",
+    1142: "the MySQL user lacks a privilege on the table (see the README's grants)",
+    1143: "the MySQL user lacks a privilege on a column (see the README's grants)",
+    1227: "the MySQL user lacks a privilege (see the README's grants)",
+    1290: "the MySQL server is read-only",
+    1836: "the MySQL server is read-only",
+}
+ATTEMPTS = 5
+
+
+class MySqlSetupError(RuntimeError):
+    """MySQL refused the loader in a way no retry can fix; the message says what to fix."""
+
+
+def _mysql_error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[bool, str]:
@@ -30,56 +64,61 @@ def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[
     return False, f"{kind.value} file"
 
 
-# Deadlock and lock-wait timeout: the transaction was rolled back whole, so loading again is safe.
-TRANSIENT_MYSQL_ERRORS = frozenset({1205, 1213})
-ATTEMPTS = 4
-
-
-def _mysql_error_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _load_with_retries(writer: MySqlWriter, source: SourceFile, records: list) -> FileResult:
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return writer.load(source, records)
-        except Exception as exc:
-            if attempt == ATTEMPTS or _mysql_error_code(exc) not in TRANSIENT_MYSQL_ERRORS:
-                raise
-            log.warning("%s: %s, trying again (%d/%d)", source.location, exc, attempt, ATTEMPTS - 1)
-            time.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
 def load_file(
     source: SourceFile,
     fetch: Callable[[SourceFile], bytes],
     writer: MySqlWriter,
     kinds: Collection[FileKind] = DEFAULT_KINDS,
     check_manifest: bool = True,
+    attempts: int = ATTEMPTS,
 ) -> FileResult:
-    """Load one file whole or not at all; never raises for a bad file, returns its failure instead."""
+    """Load one file whole or not at all; a bad file is returned as failed, never raised."""
     is_wanted, why = wanted(source.location, kinds)
     if not is_wanted:
         return FileResult(source.location, "skipped", detail=why)
-    if check_manifest and writer.loaded([source]):
-        return FileResult(source.location, "already_loaded", detail="in the manifest")
     started = time.monotonic()
-    try:
-        data = fetch(source)
-        records = read_records(data, source.location)
-        del data
-        return _load_with_retries(writer, source, records)
-    except DigestFile:
-        return FileResult(source.location, "skipped", detail="CloudTrail digest file")
-    except Exception as exc:  # noqa: BLE001 - every failure is reported with the file's name
-        message = str(exc) if isinstance(exc, CloudTrailFileError) else f"{source.location}: {type(exc).__name__}: {exc}"
-        log.error("failed: %s", message)
+    records: list[dict[str, Any]] | None = None
+    for attempt in range(1, attempts + 1):
         try:
-            writer.record_failure(source, message)
-        except Exception as note_exc:  # noqa: BLE001 - the database may be the thing that failed
-            log.warning("could not record the failure of %s: %s", source.location, note_exc)
-        return FileResult(
-            source.location, "failed", seconds=time.monotonic() - started, detail=message
-        )
+            if check_manifest and writer.loaded([source]):
+                return FileResult(source.location, "already_loaded", detail="in the manifest")
+            if records is None:
+                data = fetch(source)
+                records = read_records(data, source.location)
+                del data
+            return writer.load(source, records)
+        except DigestFile:
+            return FileResult(source.location, "skipped", detail="CloudTrail digest file")
+        except CloudTrailFileError as exc:
+            return _failed(writer, source, str(exc), started)
+        except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
+            code = _mysql_error_code(exc)
+            if code in SETUP_MYSQL_ERRORS:
+                raise MySqlSetupError(f"{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}") from None
+            if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
+                log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+                if code in LOST_CONNECTION_ERRORS:
+                    _reconnect(writer)
+                continue
+            return _failed(writer, source, f"{source.location}: {type(exc).__name__}: {exc}", started)
+    raise AssertionError("unreachable")
+
+
+def _reconnect(writer: MySqlWriter) -> None:
+    try:
+        writer.reconnect()
+    except Exception as exc:  # noqa: BLE001 - the next attempt reports the failure
+        code = _mysql_error_code(exc)
+        if code in SETUP_MYSQL_ERRORS:
+            raise MySqlSetupError(f"{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}") from None
+        log.warning("reconnecting to MySQL failed: %s", exc)
+
+
+def _failed(writer: MySqlWriter, source: SourceFile, message: str, started: float) -> FileResult:
+    log.error("failed: %s", message)
+    try:
+        writer.record_failure(source, message)
+    except Exception as exc:  # noqa: BLE001 - the database may be the thing that failed
+        log.warning("could not record the failure of %s: %s", source.location, exc)
+    return FileResult(source.location, "failed", seconds=time.monotonic() - started, detail=message)

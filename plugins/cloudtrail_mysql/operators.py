@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
-from cloudtrail_mysql.compat import AirflowException, BaseOperator
-from cloudtrail_mysql.loader import DEFAULT_KINDS, load_file
+from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.sql import validate_identifier
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
@@ -86,14 +86,14 @@ class CloudTrailToMySqlOperator(BaseOperator):
 
         table = validate_identifier(self.table)
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        conn = MySqlHook(mysql_conn_id=self.mysql_conn_id).get_conn()
+        hook = MySqlHook(mysql_conn_id=self.mysql_conn_id)
         kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if self.include_insight else set())
         started = time.monotonic()
         counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
         rows = 0
         failed: list[str] = []
+        writer = MySqlWriter(hook.get_conn(), table, connect=hook.get_conn)
         try:
-            writer = MySqlWriter(conn, table)
             writer.ensure_schema()
             sources = self._sources(client)
             self.log.info("%d files to load into %s", len(sources), table)
@@ -112,8 +112,10 @@ class CloudTrailToMySqlOperator(BaseOperator):
                     self.log.info("%s: %d rows in %.2f s", source.location, result.rows, result.seconds)
                 else:
                     self.log.info("%s: %s (%s)", source.location, result.status, result.detail)
+        except MySqlSetupError as exc:
+            raise AirflowFailException(f"MySQL connection {self.mysql_conn_id!r}: {exc}") from None
         finally:
-            conn.close()
+            writer.conn.close()
         seconds = time.monotonic() - started
         self.log.info(
             "batch: %d loaded, %d already loaded, %d skipped, %d failed; %d rows in %.1f s (%.0f rows/s)",

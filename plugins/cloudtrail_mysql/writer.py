@@ -12,7 +12,7 @@ import time
 from datetime import date
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
@@ -69,16 +69,42 @@ def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool
 
 
 class MySqlWriter:
-    """Writes CloudTrail rows for one table through one DB-API connection."""
+    """Writes CloudTrail rows for one table through one DB-API connection.
 
-    def __init__(self, conn: Any, table: str = "logs", batch_rows: int = 2000) -> None:
-        self.conn = conn
+    ``connect`` (a function returning a new connection) lets the loader reconnect after the
+    connection is lost (server restart, KILL, network): the lost transaction was rolled back by
+    the server, so the file is simply loaded again.
+    """
+
+    def __init__(
+        self,
+        conn: Any,
+        table: str = "logs",
+        batch_rows: int = 2000,
+        connect: Callable[[], Any] | None = None,
+    ) -> None:
         self.table = sql.validate_identifier(table)
         self.batch_rows = batch_rows
+        self._connect = connect
         self._builder: RowBuilder | None = None
         self._insert: str | None = None
+        self.conn = self._prepare(conn)
+
+    @staticmethod
+    def _prepare(conn: Any) -> Any:
         if hasattr(conn, "set_character_set"):
             conn.set_character_set("utf8mb4")
+        return conn
+
+    def reconnect(self) -> None:
+        """Replace a lost connection with a new one (needs ``connect``)."""
+        if self._connect is None:
+            raise ConnectionError("the MySQL connection was lost and no way to reconnect was given")
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - it is already gone
+            pass
+        self.conn = self._prepare(self._connect())
 
     # -- schema ---------------------------------------------------------------------------
     def collation(self) -> str:
