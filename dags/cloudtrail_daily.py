@@ -8,7 +8,7 @@ from typing import Any
 
 from cloudtrail_mysql.compat import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
-from cloudtrail_mysql.sql import sql_dir
+from cloudtrail_mysql.sql import IDENTIFIER_PATTERN, sql_dir
 
 DOC_MD = """
 ### CloudTrail logs into MySQL, one day per run
@@ -33,7 +33,6 @@ never duplicate rows, and a rerun picks up files that arrived late. To load one 
 
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,59}$"
 
 with DAG(
     dag_id="cloudtrail_daily",
@@ -58,7 +57,7 @@ with DAG(
                           description="Only these account ids (empty: every account found)."),
         "regions": Param([], type="array", items={"type": "string"}, title="Regions",
                          description="Only these regions (empty: every region found)."),
-        "table": Param("logs", type="string", pattern=IDENTIFIER, title="Table",
+        "table": Param("logs", type="string", pattern=IDENTIFIER_PATTERN, title="Table",
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
         "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
         "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),

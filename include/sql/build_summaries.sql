@@ -11,8 +11,8 @@ DROP TEMPORARY TABLE IF EXISTS day_events;
 
 CREATE TEMPORARY TABLE touched_days (event_day DATE NOT NULL PRIMARY KEY) AS
 SELECT DISTINCT DATE(l.eventTimestamp) AS event_day
-FROM {{ params.table }}_files f
-JOIN {{ params.table }} l ON l.sourceFileId = f.id
+FROM `{{ params.table }}_files` f
+JOIN `{{ params.table }}` l ON l.sourceFileId = f.id
 WHERE f.delivery_day = %(day)s AND f.status = 'loaded' AND l.eventTimestamp IS NOT NULL;
 
 CREATE TEMPORARY TABLE day_events AS
@@ -33,32 +33,32 @@ FROM (
                 ELSE ROW_NUMBER() OVER (PARTITION BY t.event_day, l.eventID ORDER BY l.sourceFileId, l.recordIndex)
            END AS copy_number
     FROM touched_days t
-    JOIN {{ params.table }} l
+    JOIN `{{ params.table }}` l
       ON l.eventTimestamp >= t.event_day AND l.eventTimestamp < t.event_day + INTERVAL 1 DAY
 ) AS delivered
 WHERE copy_number = 1;
 
-DELETE s FROM {{ params.table }}_daily_events s JOIN touched_days t ON s.event_day = t.event_day;
-INSERT INTO {{ params.table }}_daily_events (event_day, event_hour, event_source, event_name, events, errors)
+DELETE s FROM `{{ params.table }}_daily_events` s JOIN touched_days t ON s.event_day = t.event_day;
+INSERT INTO `{{ params.table }}_daily_events` (event_day, event_hour, event_source, event_name, events, errors)
 SELECT event_day, event_hour, event_source, event_name, COUNT(*), SUM(error_code IS NOT NULL)
 FROM day_events
 GROUP BY event_day, event_hour, event_source, event_name;
 
-DELETE s FROM {{ params.table }}_daily_errors s JOIN touched_days t ON s.event_day = t.event_day;
-INSERT INTO {{ params.table }}_daily_errors (event_day, event_source, error_code, events)
+DELETE s FROM `{{ params.table }}_daily_errors` s JOIN touched_days t ON s.event_day = t.event_day;
+INSERT INTO `{{ params.table }}_daily_errors` (event_day, event_source, error_code, events)
 SELECT event_day, event_source, error_code, COUNT(*)
 FROM day_events
 WHERE error_code IS NOT NULL
 GROUP BY event_day, event_source, error_code;
 
-DELETE s FROM {{ params.table }}_daily_principals s JOIN touched_days t ON s.event_day = t.event_day;
-INSERT INTO {{ params.table }}_daily_principals (event_day, principal, events, errors)
+DELETE s FROM `{{ params.table }}_daily_principals` s JOIN touched_days t ON s.event_day = t.event_day;
+INSERT INTO `{{ params.table }}_daily_principals` (event_day, principal, events, errors)
 SELECT event_day, principal, COUNT(*), SUM(error_code IS NOT NULL)
 FROM day_events
 GROUP BY event_day, principal;
 
-DELETE s FROM {{ params.table }}_daily_source_ips s JOIN touched_days t ON s.event_day = t.event_day;
-INSERT INTO {{ params.table }}_daily_source_ips (event_day, source_ip, events, errors)
+DELETE s FROM `{{ params.table }}_daily_source_ips` s JOIN touched_days t ON s.event_day = t.event_day;
+INSERT INTO `{{ params.table }}_daily_source_ips` (event_day, source_ip, events, errors)
 SELECT event_day, source_ip, COUNT(*), SUM(error_code IS NOT NULL)
 FROM day_events
 GROUP BY event_day, source_ip;

@@ -22,7 +22,7 @@ SET @missing_indexes = (
         WHERE table_schema = DATABASE() AND table_name = '{{ params.table }}'
     )
 );
-SET @add_indexes = IF(@missing_indexes IS NULL, 'DO 0', CONCAT('ALTER TABLE {{ params.table }} ', @missing_indexes));
+SET @add_indexes = IF(@missing_indexes IS NULL, 'DO 0', CONCAT('ALTER TABLE `{{ params.table }}` ', @missing_indexes));
 PREPARE add_indexes FROM @add_indexes;
 EXECUTE add_indexes;
 DEALLOCATE PREPARE add_indexes;

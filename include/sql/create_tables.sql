@@ -6,7 +6,7 @@
 -- The first 16 columns are the tutorial's, same names and order, so its queries run unchanged
 -- (eventTime keeps CloudTrail's ISO text). Widths are generous; a longer value is stored cut to the
 -- column and kept whole in extraFields. Every other column is the CloudTrail field of that name.
-CREATE TABLE IF NOT EXISTS {{ params.table }} (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}` (
     eventVersion VARCHAR(16) NULL,
     userIdentity MEDIUMTEXT NULL,
     eventTime VARCHAR(40) NULL,
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS {{ params.table }} (
 
 -- One row per file ever seen: a file is 'loaded' (its rows are in the table, exactly once) or
 -- 'failed' (nothing of it is in the table; error says why). file_name identifies the file (see records.file_identity).
-CREATE TABLE IF NOT EXISTS {{ params.table }}_files (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_files` (
     id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     file_hash CHAR(64) CHARACTER SET ascii NOT NULL,
     file_name VARCHAR(1024) NOT NULL,
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS {{ params.table }}_files (
 -- Per-day summaries, keyed by the event's own day (from eventTimestamp), rebuilt by
 -- build_summaries.sql for every event day a run touched. Same exact collation as the logs table,
 -- so that names differing only by case or a trailing space stay separate rows.
-CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_events (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_events` (
     event_day DATE NOT NULL,
     event_hour TINYINT NOT NULL,
     event_source VARCHAR(255) NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_events (
     PRIMARY KEY (event_day, event_hour, event_source, event_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
-CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_errors (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_errors` (
     event_day DATE NOT NULL,
     event_source VARCHAR(255) NOT NULL,
     error_code VARCHAR(255) NOT NULL,
@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_errors (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
 -- principal: userIdentity.arn, else userIdentity.invokedBy (AWS services), else userIdentity.type.
-CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_principals (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_principals` (
     event_day DATE NOT NULL,
     principal VARCHAR(512) NOT NULL,
     events BIGINT NOT NULL,
@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_principals (
     PRIMARY KEY (event_day, principal)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
-CREATE TABLE IF NOT EXISTS {{ params.table }}_daily_source_ips (
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_source_ips` (
     event_day DATE NOT NULL,
     source_ip VARCHAR(255) NOT NULL,
     events BIGINT NOT NULL,

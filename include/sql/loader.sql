@@ -2,11 +2,11 @@
     table is a validated identifier; every value is a bound %s parameter. -#}
 
 {% macro file_state(table) -%}
-SELECT status, etag, size FROM {{ table }}_files WHERE id = %s
+SELECT status, etag, size FROM `{{ table }}_files` WHERE id = %s
 {%- endmacro %}
 
 {% macro find_files(table, count) -%}
-SELECT file_hash, status, etag, size FROM {{ table }}_files
+SELECT file_hash, status, etag, size FROM `{{ table }}_files`
 WHERE file_hash IN ({% for _ in range(count) %}%s{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
 
@@ -14,28 +14,28 @@ WHERE file_hash IN ({% for _ in range(count) %}%s{% if not loop.last %}, {% endi
     LAST_INSERT_ID. Claiming by insert, not SELECT ... FOR UPDATE, avoids gap-lock deadlocks between
     workers registering different files. A new row says 'loading' only inside this transaction. -#}
 {% macro claim_file(table) -%}
-INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, delivery_day, status, updated_at)
+INSERT INTO `{{ table }}_files` (file_hash, file_name, source, etag, size, delivery_day, status, updated_at)
 VALUES (%s, %s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)
 {%- endmacro %}
 
 {% macro delete_file_rows(table) -%}
-DELETE FROM {{ table }} WHERE sourceFileId = %s
+DELETE FROM `{{ table }}` WHERE sourceFileId = %s
 {%- endmacro %}
 
 {% macro insert_rows(table, columns) -%}
-INSERT INTO {{ table }} ({{ columns | join(', ') }}) VALUES ({% for _ in columns %}%s{% if not loop.last %}, {% endif %}{% endfor %})
+INSERT INTO `{{ table }}` ({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %}) VALUES ({% for _ in columns %}%s{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
 
 {% macro finish_file(table) -%}
-UPDATE {{ table }}_files
+UPDATE `{{ table }}_files`
 SET status = 'loaded', row_count = %s, error = NULL, seconds = %s, source = %s, etag = %s, size = %s,
     updated_at = UTC_TIMESTAMP(6)
 WHERE id = %s
 {%- endmacro %}
 
 {% macro record_failure(table) -%}
-INSERT INTO {{ table }}_files (file_hash, file_name, source, etag, size, delivery_day, status, error, updated_at)
+INSERT INTO `{{ table }}_files` (file_hash, file_name, source, etag, size, delivery_day, status, error, updated_at)
 VALUES (%s, %s, %s, %s, %s, %s, 'failed', %s, UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE
     error = VALUES(error),

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file
@@ -44,18 +44,35 @@ class MySqlTarget:
 
     @classmethod
     def from_url(cls, url: str) -> MySqlTarget:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mysql", "mariadb"):
+        """Parse mysql://user:password@host:port/database?option=value.
+
+        The password is everything between the first ':' and the last '@', so it may hold
+        '#', '/', '?' or '@' unescaped; no error message ever repeats a part of the URL
+        before that '@'.
+        """
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("mysql", "mariadb"):
             raise ValueError("the MySQL URL must look like mysql://user:password@host:port/database")
-        database = unquote(parts.path.lstrip("/")) or "cloudtrail"
+        userinfo, at, location = rest.rpartition("@")
+        user, _, password = userinfo.partition(":") if at else ("", "", "")
+        location, _, query = location.partition("?")
+        hostport, _, path = location.partition("/")
+        if hostport.startswith("["):  # [IPv6]:port
+            host, _, port_part = hostport[1:].partition("]")
+            colon, port_text = (":", port_part[1:]) if port_part.startswith(":") else ("", "")
+        else:
+            host, colon, port_text = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+        if colon and not port_text.isdigit():
+            raise ValueError("the port in the MySQL URL is not a number")
+        database = unquote(path.strip("/")) or "cloudtrail"
         sql.validate_identifier(database, "database name")
         return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
-            user=unquote(parts.username or "root"),
-            password=unquote(parts.password or ""),
+            host=host or "127.0.0.1",
+            port=int(port_text) if colon else 3306,
+            user=unquote(user or "root"),
+            password=unquote(password),
             database=database,
-            options=tuple(parse_qsl(parts.query)),
+            options=tuple(parse_qsl(query)),
         )
 
     def describe(self) -> str:
@@ -153,6 +170,8 @@ def run_import(args: argparse.Namespace) -> int:
         kinds.add(FileKind.NETWORK_ACTIVITY)
     ensure_database(target, table)
     sources = list_sources(args.source)
+    if not sources:
+        raise FileNotFoundError(f"no files found at {args.source}")
     workers = max(1, args.workers or os.cpu_count() or 1)
     print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
@@ -216,13 +235,14 @@ def run_report(args: argparse.Namespace) -> int:
     conn = target.connect()
     try:
         cursor = conn.cursor()
-        for statement in sql.split_statements(sql.render("report.sql", table=table)):
-            cursor.execute(statement)
-            header = [d[0] for d in cursor.description]
-            found = cursor.fetchall()
-            print()
-            print(statement.splitlines()[0].lstrip("- "))
-            _print_table(header, found)
+        # Each block of report.sql is a "-- title" line and one query.
+        for block in sql.render("report.sql", table=table).split("\n\n"):
+            title = next((line[2:].strip() for line in block.splitlines() if line.startswith("--")), "")
+            for statement in sql.split_statements(block):
+                cursor.execute(statement)
+                header = [d[0] for d in cursor.description]
+                print(f"\n{title}" if title else "")
+                _print_table(header, cursor.fetchall())
     finally:
         conn.close()
     return 0

@@ -15,8 +15,10 @@ Errors come in three kinds:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from dataclasses import replace
 from typing import Any, Callable, Collection
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
@@ -77,15 +79,20 @@ def load_file(
     if not is_wanted:
         return FileResult(source.location, "skipped", detail=why)
     started = time.monotonic()
+    data: bytes | None = None
     records: list[dict[str, Any]] | None = None
     for attempt in range(1, attempts + 1):
         try:
+            if source.etag is None and records is None:
+                # Known by its content only once read (local files): its MD5, which is also the
+                # ETag S3 gives a file uploaded whole, so a changed file of the same size is seen.
+                data = fetch(source) if data is None else data
+                source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
             if check_manifest and writer.loaded([source]):
                 return FileResult(source.location, "already_loaded", detail="in the manifest")
             if records is None:
-                data = fetch(source)
-                records = read_records(data, source.location)
-                del data
+                records = read_records(fetch(source) if data is None else data, source.location)
+                data = None
             return writer.load(source, records)
         except DigestFile:
             return FileResult(source.location, "skipped", detail="CloudTrail digest file")

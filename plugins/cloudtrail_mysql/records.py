@@ -8,6 +8,7 @@ the table itself (see ``writer.table_columns``), so the SQL schema stays the one
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import zlib
 from dataclasses import dataclass
@@ -54,10 +55,10 @@ class FileKind(str, Enum):
     OTHER = "other"
 
 
-_KIND_BY_FOLDER = {kind.value: kind for kind in FileKind if kind is not FileKind.OTHER}
+_KIND_BY_FOLDER = {kind.value.lower(): kind for kind in FileKind if kind is not FileKind.OTHER}
 # <account>_CloudTrail[-Kind]_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz, as CloudTrail names its files.
 _CLOUDTRAIL_NAME = re.compile(
-    r"^[^_/]+_(CloudTrail(?:-Digest|-Insight|-NetworkActivity)?)_[^/]+\.json(?:\.gz)?$"
+    r"^[^_/]+_(CloudTrail(?:-Digest|-Insight|-NetworkActivity)?)_[^/]+\.json(?:\.gz)?$", re.IGNORECASE
 )
 
 
@@ -69,10 +70,10 @@ def classify(name: str) -> FileKind:
     parts = name.replace("\\", "/").split("/")
     match = _CLOUDTRAIL_NAME.match(parts[-1])
     if match:
-        return _KIND_BY_FOLDER[match.group(1)]
+        return _KIND_BY_FOLDER[match.group(1).lower()]
     for folder in reversed(parts[:-1]):
-        if folder in _KIND_BY_FOLDER:
-            return _KIND_BY_FOLDER[folder]
+        if folder.lower() in _KIND_BY_FOLDER:
+            return _KIND_BY_FOLDER[folder.lower()]
     # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
     return FileKind.LOG
 
@@ -124,13 +125,7 @@ def read_records(data: bytes, source: str) -> list[dict[str, Any]]:
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if "utf-8" not in str(exc).lower():
-            raise CloudTrailFileError(source, f"not valid JSON ({exc})") from exc
-        # Invalid UTF-8 bytes: keep every event, with U+FFFD where the bytes were broken.
-        try:
-            document = orjson.loads(data.decode("utf-8", errors="replace"))
-        except orjson.JSONDecodeError as exc2:
-            raise CloudTrailFileError(source, f"not valid JSON ({exc2})") from exc2
+        document = _loads_leniently(data, source, exc)
     if not isinstance(document, dict):
         raise CloudTrailFileError(
             source, f"not a CloudTrail log file (top-level JSON is {_json_type(document)}, not an object)"
@@ -148,6 +143,19 @@ def read_records(data: bytes, source: str) -> list[dict[str, Any]]:
                 source, f"record {index} is {_json_type(record)}, not an object"
             )
     return records
+
+
+def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
+    """Valid JSON that orjson refuses: invalid UTF-8 bytes or lone surrogate escapes (\\ud800).
+
+    Python's json reads it; what is not Unicode becomes U+FFFD, so every event is kept.
+    """
+    try:
+        document = json.loads(data.decode("utf-8", errors="replace"))
+    except ValueError:
+        raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
+    text = json.dumps(document, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+    return orjson.loads(text.decode("utf-8", errors="replace"))
 
 
 def _json_type(value: Any) -> str:
@@ -191,10 +199,10 @@ def _event_timestamp(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     if moment.year < 1000:
         return None
     return moment.replace(microsecond=0)

@@ -14,15 +14,22 @@ from typing import Any
 
 import jinja2
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+# The longest suffix the loader adds to a table name is "_daily_source_ips" (17 characters) and
+# MySQL names stop at 64, so a table name has at most 47. Also the DAG's param pattern.
+MAX_IDENTIFIER_LENGTH = 47
+IDENTIFIER_PATTERN = rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_IDENTIFIER_LENGTH - 1}}}$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 def validate_identifier(name: str, what: str = "table name") -> str:
-    """Refuse anything but a plain identifier, so a table name can never carry SQL."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+    """Refuse anything but a plain identifier, so a table name can never carry SQL.
+
+    The SQL files also quote every identifier with backticks, so reserved words work as names.
+    """
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(
             f"invalid {what} {name!r}: use letters, digits and underscores, starting with a letter"
-            " or underscore, at most 60 characters"
+            f" or underscore, at most {MAX_IDENTIFIER_LENGTH} characters"
         )
     return name
 
