@@ -27,6 +27,13 @@ DELETE FROM `{{ table }}` WHERE sourceFileId = %s
 INSERT INTO `{{ table }}` ({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %}) VALUES ({% for _ in columns %}%s{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
 
+{#- The same rows as TSV (LOAD DATA's default escaping, \N for NULL); the file name is a bound value. -#}
+{% macro load_data(table, columns) -%}
+LOAD DATA LOCAL INFILE %s INTO TABLE `{{ table }}` CHARACTER SET utf8mb4
+FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'
+({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %})
+{%- endmacro %}
+
 {% macro finish_file(table) -%}
 UPDATE `{{ table }}_files`
 SET status = 'loaded', row_count = %s, error = NULL, seconds = %s, source = %s, etag = %s, size = %s,

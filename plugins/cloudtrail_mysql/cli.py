@@ -85,6 +85,7 @@ class MySqlTarget:
         if "connect_timeout" in kwargs:
             kwargs["connect_timeout"] = int(kwargs["connect_timeout"])
         kwargs.update(host=self.host, port=self.port, user=self.user, password=self.password, charset="utf8mb4")
+        kwargs.setdefault("local_infile", 1)  # lets the writer use LOAD DATA LOCAL INFILE when the server allows
         if with_database:
             kwargs["database"] = self.database
         try:
@@ -97,10 +98,10 @@ class MySqlTarget:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind]) -> None:
+def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto") -> None:
     from cloudtrail_mysql.sources import s3_client
 
-    _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect)
+    _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect, method=method)
     _worker["kinds"] = kinds
     _worker["client"] = None
     _worker["s3_client"] = s3_client
@@ -115,15 +116,15 @@ def _load_in_worker(source: SourceFile) -> FileResult:
 
 
 def _results(
-    sources: list[SourceFile], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind]
+    sources: list[SourceFile], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
 ) -> Iterable[FileResult]:
     if workers <= 1 or len(sources) <= 1:
-        _start_worker(target, table, kinds)
+        _start_worker(target, table, kinds, method)
         for source in sources:
             yield _load_in_worker(source)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds)) as pool:
+    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method)) as pool:
         yield from pool.imap_unordered(_load_in_worker, sources, chunksize=1)
 
 
@@ -183,7 +184,7 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        for result in _results(sources, workers, target, table, frozenset(kinds)):
+        for result in _results(sources, workers, target, table, frozenset(kinds), args.method):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":
@@ -270,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("source", help="a .json.gz file, a folder (recursive), s3://bucket/key or s3://bucket/prefix/")
     database_options(load)
     load.add_argument("--workers", type=int, default=0, help="worker processes (default: number of cores)")
+    load.add_argument(
+        "--method", choices=("auto", "load_data", "insert"), default="auto",
+        help="how rows reach MySQL: LOAD DATA LOCAL INFILE (fastest), multi-row INSERTs, or auto: "
+        "LOAD DATA where the server allows it (default)",
+    )
     load.add_argument("--include-insight", action="store_true", help="also load CloudTrail-Insight files")
     load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")
     load.set_defaults(run=run_import)

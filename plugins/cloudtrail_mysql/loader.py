@@ -15,6 +15,7 @@ Errors come in three kinds:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
@@ -78,6 +79,24 @@ def load_file(
     is_wanted, why = wanted(source.location, kinds)
     if not is_wanted:
         return FileResult(source.location, "skipped", detail=why)
+    # CloudTrail events hold no reference cycles, and the cyclic collector, run again and again
+    # while orjson allocates a file's objects, costs more than parsing itself.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_file(source, fetch, writer, check_manifest, attempts)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_file(
+    source: SourceFile,
+    fetch: Callable[[SourceFile], bytes],
+    writer: MySqlWriter,
+    check_manifest: bool,
+    attempts: int,
+) -> FileResult:
     started = time.monotonic()
     data: bytes | None = None
     records: list[dict[str, Any]] | None = None

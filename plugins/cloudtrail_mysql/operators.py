@@ -36,6 +36,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
     :param aws_conn_id: Airflow connection for S3 (``endpoint_url`` in its extra for MinIO and tests)
     :param mysql_conn_id: Airflow connection for MySQL
     :param include_insight: also load CloudTrail-Insight files
+    :param load_method: "auto" (LOAD DATA LOCAL INFILE where the server allows it, else INSERTs),
+        "load_data" or "insert"
     :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
     """
 
@@ -56,6 +58,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         aws_conn_id: str | None = "aws_default",
         mysql_conn_id: str = "mysql_default",
         include_insight: bool = False,
+        load_method: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -68,6 +71,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.mysql_conn_id = mysql_conn_id
         self.include_insight = include_insight
+        self.load_method = load_method
 
     def _sources(self, client: Any) -> list[SourceFile]:
         from cloudtrail_mysql.layout import iter_batch
@@ -86,13 +90,14 @@ class CloudTrailToMySqlOperator(BaseOperator):
 
         table = validate_identifier(self.table)
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        hook = MySqlHook(mysql_conn_id=self.mysql_conn_id)
+        # local_infile lets the writer use LOAD DATA LOCAL INFILE where the server allows it.
+        hook = MySqlHook(mysql_conn_id=self.mysql_conn_id, local_infile=self.load_method != "insert")
         kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if self.include_insight else set())
         started = time.monotonic()
         counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
         rows = 0
         failed: list[str] = []
-        writer = MySqlWriter(hook.get_conn(), table, connect=hook.get_conn)
+        writer = MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method)
         try:
             writer.ensure_schema()
             sources = self._sources(client)

@@ -8,16 +8,21 @@ A file is loaded whole or not at all, and a file already in the manifest is neve
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
+import tempfile
 import time
-from datetime import date
+from datetime import date, datetime
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
 
 __all__ = ["FileResult", "MySqlWriter", "SourceFile"]
+
+log = logging.getLogger(__name__)
 
 _LOADER_SQL = "loader.sql"
 _TEXT_TYPES = {"tinytext", "text", "mediumtext", "longtext"}
@@ -68,6 +73,36 @@ def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool
     return True
 
 
+class LoadDataUnavailable(RuntimeError):
+    """The server or the connection does not allow LOAD DATA LOCAL INFILE."""
+
+
+# Not allowed with this MySQL version / local data disabled / rejected by the client.
+_LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 1227})
+_TSV_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
+_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
+
+
+def _tsv_escape(match: re.Match[str]) -> str:
+    return _TSV_ESCAPES[match.group()]
+
+
+def _tsv_field(value: Any) -> str:
+    """One value as LOAD DATA reads it with its default escaping (\\N is NULL)."""
+    if value is None:
+        return "\\N"
+    if type(value) is str:
+        return _TSV_SPECIAL.sub(_tsv_escape, value) if _TSV_SPECIAL.search(value) else value
+    if type(value) is datetime:
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
 class MySqlWriter:
     """Writes CloudTrail rows for one table through one DB-API connection.
 
@@ -82,12 +117,17 @@ class MySqlWriter:
         table: str = "logs",
         batch_rows: int = 2000,
         connect: Callable[[], Any] | None = None,
+        method: str = "auto",
     ) -> None:
+        if method not in ("auto", "insert", "load_data"):
+            raise ValueError(f"method must be auto, insert or load_data, not {method!r}")
+        self.method = method
         self.table = sql.validate_identifier(table)
         self.batch_rows = batch_rows
         self._connect = connect
         self._builder: RowBuilder | None = None
         self._insert: str | None = None
+        self._load_data: str | None = None
         self.conn = self._prepare(conn)
 
     @staticmethod
@@ -163,6 +203,9 @@ class MySqlWriter:
             self._insert = sql.macro(
                 _LOADER_SQL, "insert_rows", self.table, self._builder.column_names
             )
+            self._load_data = sql.macro(
+                _LOADER_SQL, "load_data", self.table, self._builder.column_names
+            )
         return self._builder
 
     # -- manifest -------------------------------------------------------------------------
@@ -201,6 +244,50 @@ class MySqlWriter:
     # -- loading --------------------------------------------------------------------------
     def load(self, source: SourceFile, records: Iterable[dict[str, Any]]) -> FileResult:
         """Insert one file's records in one transaction; a file already loaded is left as it is."""
+        if self.method != "insert":
+            try:
+                return self._load(source, records, "load_data")
+            except LoadDataUnavailable as exc:
+                if self.method == "load_data":
+                    raise
+                log.info("LOAD DATA LOCAL INFILE is not available (%s); using multi-row INSERTs", exc)
+                self.method = "insert"
+        return self._load(source, records, "insert")
+
+    def _insert_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]]) -> int:
+        """Multi-row INSERT statements through executemany, batch_rows rows at a time."""
+        count = 0
+        while True:
+            batch = list(islice(rows, self.batch_rows))
+            if not batch:
+                return count
+            cursor.executemany(self._insert, batch)
+            count += len(batch)
+
+    def _write_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]]) -> int:
+        """LOAD DATA LOCAL INFILE of the rows, written as TSV to a temporary file, streamed."""
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-") as handle:
+            count = 0
+            write = handle.write
+            for row in rows:
+                write("\t".join(map(_tsv_field, row)))
+                write("\n")
+                count += 1
+            handle.flush()
+            try:
+                cursor.execute(self._load_data, (handle.name,))
+            except Exception as exc:
+                if _error_code(exc) in _LOAD_DATA_REFUSED:
+                    raise LoadDataUnavailable(str(exc)) from exc
+                raise
+        loaded = cursor.rowcount
+        warnings = self.conn.warning_count() if hasattr(self.conn, "warning_count") else 0
+        if loaded != count or warnings:
+            # LOCAL loads turn errors into warnings; never keep a silently altered file.
+            raise RuntimeError(f"LOAD DATA stored {loaded} of {count} rows with {warnings} warnings")
+        return count
+
+    def _load(self, source: SourceFile, records: Iterable[dict[str, Any]], method: str) -> FileResult:
         started = time.monotonic()
         builder = self.builder
         cursor = self.conn.cursor()
@@ -220,14 +307,8 @@ class MySqlWriter:
             if status != "loading":
                 # A failed attempt left nothing; a changed file replaces its earlier rows.
                 cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
-            count = 0
             rows = builder.rows(records, source.location, file_id)
-            while True:
-                batch = list(islice(rows, self.batch_rows))
-                if not batch:
-                    break
-                cursor.executemany(self._insert, batch)
-                count += len(batch)
+            count = self._write_rows(cursor, rows) if method == "load_data" else self._insert_rows(cursor, rows)
             seconds = time.monotonic() - started
             cursor.execute(
                 sql.macro(_LOADER_SQL, "finish_file", self.table),

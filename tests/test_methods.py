@@ -1,0 +1,76 @@
+"""Both ways of writing rows (LOAD DATA LOCAL INFILE and multi-row INSERT) store exactly the same rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import make_sample_day, run_cli
+
+
+
+def _rows(mysql_db: Any, table: str) -> list[tuple]:
+    columns = [
+        name for (name,) in mysql_db.query(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s "
+            "AND column_name NOT IN ('sourceFileId') ORDER BY ordinal_position", table,
+        )
+    ]
+    select = ", ".join(f"`{c}`" for c in columns)
+    return mysql_db.query(f"SELECT {select} FROM `{table}` ORDER BY sourceKey, recordIndex")
+
+
+def _awkward_file(path: Path) -> int:
+    """Values that TSV must escape: tabs, newlines, carriage returns, backslashes, NUL, \\N, quotes."""
+    records = [
+        {
+            "eventVersion": "1.08",
+            "eventTime": "2017-04-10T11:35:00Z",
+            "eventSource": "s3.amazonaws.com",
+            "eventName": "Put\tObject",
+            "errorMessage": "line one\nline two\r\nand a back\\slash, a \\N and a NUL \u0000 here",
+            "userAgent": "agent 'quoted' \"double\" \U0001F680",
+            "requestParameters": {"key": "a\\b\tc\nd", "n": 1, "ok": True, "none": None},
+            "readOnly": False,
+            "eventID": "\\N",
+            "recipientAccountId": "",
+        },
+        {"eventVersion": "1.0", "eventTime": "2017-04-10T11:36:00Z", "eventSource": "\\", "eventName": "\\\\"},
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+    return len(records)
+
+
+@pytest.mark.parametrize("with_awkward_values", [False, True])
+def test_load_data_and_insert_store_identical_rows(mysql_db: Any, tmp_path: Path, with_awkward_values: bool) -> None:
+    root = tmp_path / "files"
+    make_sample_day(root, records=300, insight=False)
+    extra = 0
+    if with_awkward_values:
+        extra = _awkward_file(root / "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10/111122223333_CloudTrail_us-east-1_20170410T1135Z_AWKWARDAWKWARDAW.json.gz")
+
+    for method, table in (("load_data", "via_load_data"), ("insert", "via_insert")):
+        result = run_cli("import", root, "--mysql-url", mysql_db.url, "--table", table, "--method", method, "--workers", "1")
+        assert result.returncode == 0, result.stderr
+    load_data_rows = _rows(mysql_db, "via_load_data")
+    insert_rows = _rows(mysql_db, "via_insert")
+    assert len(load_data_rows) == 300 + extra
+    assert load_data_rows == insert_rows
+
+    if with_awkward_values:
+        found = mysql_db.query_dicts(
+            "SELECT eventName, errorMessage, requestParameters, eventID, recipientAccountId, readOnly FROM via_load_data WHERE sourceKey LIKE %s ORDER BY recordIndex",
+            "%AWKWARD%",
+        )
+        assert found[0]["eventName"] == "Put\tObject"
+        assert found[0]["errorMessage"] == "line one\nline two\r\nand a back\\slash, a \\N and a NUL \u0000 here"
+        assert json.loads(found[0]["requestParameters"]) == {"key": "a\\b\tc\nd", "n": 1, "ok": True, "none": None}
+        assert found[0]["eventID"] == "\\N"  # the text, not NULL
+        assert found[0]["recipientAccountId"] == ""  # empty, not NULL
+        assert found[0]["readOnly"] == 0
+        assert found[1]["eventName"] == "\\\\" and found[1]["readOnly"] is None
