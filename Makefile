@@ -8,7 +8,7 @@ DEMO_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail_demo
 DEMO_DIR := .demo
 DEMO_DAY ?= 2017-04-10
 
-.PHONY: install system-deps demo test clean
+.PHONY: install system-deps demo test bench clean
 
 install: $(BIN)/cloudtrail-mysql
 
@@ -35,5 +35,10 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# Loader speed and memory against the tutorial's way and LOAD DATA, on generated data (see bench/bench.py).
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .bench .pytest_cache

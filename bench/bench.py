@@ -1,0 +1,244 @@
+"""make bench: how fast the loader writes CloudTrail rows into MySQL, against a baseline and a ceiling.
+
+All in one run, against the same MySQL server, on the same generated files (default 200k events,
+~1,000+ files, 3 accounts x 4 regions), each method several times (medians reported):
+
+- baseline: the tutorial's way (stdlib json, one INSERT per row, autocommit), same workers, on a
+  fraction of the files (it is slow; its rate is what counts);
+- ceiling:  LOAD DATA LOCAL INFILE of the very rows our loader builds, prepared as TSV before the
+  clock starts, same workers, one transaction per file;
+- ours:     `cloudtrail-mysql import FOLDER --workers N` (everything: read, parse, build, write);
+- dag:      `airflow dags test cloudtrail_daily DAY` over a local S3 server (moto, over HTTP), the
+  whole run including Airflow's start-up (--skip-dag to leave it out).
+
+Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
+run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
+the baseline measured in the same run. Uses only the standard library, the project and its deps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DAY = date(2017, 4, 10)
+ACCOUNTS = ("111122223333", "444455556666", "777788889999")
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2")
+# Runs a command and prints its exit code and the peak RSS (KiB) of the largest process in its tree.
+MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode\n"
+    "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+@dataclass
+class Method:
+    name: str
+    rows: int = 0
+    gzip_bytes: int = 0
+    seconds: list[float] = field(default_factory=list)
+    rss_kib: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.rows / statistics.median(self.seconds) if self.seconds else 0.0
+
+
+def mysql(statement: str) -> None:
+    import MySQLdb
+
+    conn = MySQLdb.connect(host=os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1"), user="root")
+    conn.cursor().execute(statement)
+    conn.close()
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command], env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True
+    )
+    seconds = time.perf_counter() - started
+    last = result.stderr.strip().splitlines()[-1]
+    code, rss = (int(x) for x in last.split())
+    if code != 0:
+        sys.exit(f"bench: {' '.join(command[:3])} ... failed (exit {code}):\n{result.stderr[-3000:]}")
+    return seconds, rss
+
+
+def generate(root: Path, records: int, files_per_region: int) -> list[Path]:
+    from cloudtrail_mysql.sample import day_files, write_files
+
+    marker = root / f".complete-{records}-{files_per_region}"
+    if not marker.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write_files(root, day_files(DAY, records=records, accounts=ACCOUNTS, regions=REGIONS,
+                                    files_per_region=files_per_region, digests=False))
+        marker.touch()
+    return sorted(root.rglob("*.json.gz"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--files", type=int, default=1_080, help="about how many files (default 1080)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--baseline-fraction", type=float, default=0.1)
+    parser.add_argument("--skip-dag", action="store_true")
+    parser.add_argument("--workdir", default=str(REPO / ".bench"))
+    args = parser.parse_args()
+
+    work = Path(args.workdir)
+    streams = len(ACCOUNTS) * len(REGIONS)
+    files = generate(work / "files", args.records, max(1, args.files // streams))
+    gzip_bytes = sum(f.stat().st_size for f in files)
+    database = "ctm_bench"
+    url = f"mysql://root@127.0.0.1:3306/{database}"
+    print(f"data: {args.records} events in {len(files)} files, {gzip_bytes / 2**20:.1f} MiB gzip; "
+          f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores", flush=True)
+
+    baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "dag")}
+    methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
+    for name in ("ceiling", "ours", "dag"):
+        methods[name].gzip_bytes = gzip_bytes
+
+    # The ceiling's rows, built once by the loader's own code, before any clock starts.
+    tsv = work / "tsv"
+    shutil.rmtree(tsv, ignore_errors=True)
+    mysql(f"DROP DATABASE IF EXISTS {database}")
+    mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
+
+    s3 = _start_s3(work, files) if not args.skip_dag else None
+    try:
+        for run in range(1, args.runs + 1):
+            print(f"run {run}/{args.runs}", flush=True)
+            # baseline
+            mysql(f"DROP DATABASE IF EXISTS {database}")
+            mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+            mysql(f"CREATE TABLE {database}.tutorial_logs (eventVersion varchar(10), userIdentity text, eventTime varchar(24), "
+                  "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
+                  "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
+                  "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
+            seconds, rss = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
+            _record(methods["baseline"], seconds, rss, _count(database, "tutorial_logs"))
+            # ceiling: same schema as ours, created by our code, then LOAD DATA of the prepared rows
+            mysql(f"DROP DATABASE IF EXISTS {database}")
+            subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
+            seconds, rss = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
+            _record(methods["ceiling"], seconds, rss, _count(database, "logs"))
+            # ours, through the command
+            mysql(f"DROP DATABASE IF EXISTS {database}")
+            seconds, rss = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
+            _record(methods["ours"], seconds, rss, _count(database, "logs"))
+            # the DAG, end to end
+            if s3 is not None:
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+                seconds, rss = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat()], env=s3.env(url))
+                _record(methods["dag"], seconds, rss, _count(database, "logs"))
+    finally:
+        if s3 is not None:
+            s3.stop()
+    _report(methods, args, work)
+
+
+def _count(database: str, table: str) -> int:
+    import MySQLdb
+
+    conn = MySQLdb.connect(host="127.0.0.1", user="root", database=database)
+    cursor = conn.cursor()
+    cursor.execute(f"SELECT COUNT(*) FROM {table}")
+    count = int(cursor.fetchone()[0])
+    conn.close()
+    return count
+
+
+def _record(method: Method, seconds: float, rss: int, rows: int) -> None:
+    method.seconds.append(seconds)
+    method.rss_kib.append(rss)
+    method.rows = rows
+    print(f"  {method.name:9s} {rows:>9,} rows  {seconds:7.2f} s  {rows / seconds:>9,.0f} rows/s  peak RSS {rss / 1024:6.1f} MiB", flush=True)
+
+
+class _S3:
+    def __init__(self, work: Path, files: list[Path]) -> None:
+        import boto3
+        import logging
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", endpoint_url=self.endpoint)
+        client.create_bucket(Bucket="bench-cloudtrail")
+        root = work / "files"
+        for path in files:
+            client.put_object(Bucket="bench-cloudtrail", Key=str(path.relative_to(root)), Body=path.read_bytes())
+        self.home = work / "airflow"
+        self.home.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env={**os.environ, **self.env("mysql://root@127.0.0.1/x")},
+                       check=True, capture_output=True)
+
+    def env(self, url: str) -> dict[str, str]:
+        return {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "login": "bench", "password": "bench",
+                                                     "extra": {"endpoint_url": self.endpoint, "region_name": "us-east-1"}}),
+            "AIRFLOW_CONN_MYSQL_DEFAULT": url,
+            "CLOUDTRAIL_BUCKET": "bench-cloudtrail",
+        }
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _start_s3(work: Path, files: list[Path]) -> _S3:
+    return _S3(work, files)
+
+
+def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) -> None:
+    ceiling = methods["ceiling"].rate
+    baseline = methods["baseline"].rate
+    lines = [
+        f"| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | x ceiling | x baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method in methods.values():
+        if not method.seconds:
+            continue
+        median = statistics.median(method.seconds)
+        lines.append(
+            f"| {method.name} | {method.rows:,} | {median:.2f} | {method.rate:,.0f} | "
+            f"{method.gzip_bytes / 2**20 / median:.2f} | {max(method.rss_kib) / 1024:.0f} | "
+            f"{method.rate / ceiling:.2f} | {method.rate / baseline:.1f} |"
+        )
+    table = "\n".join(lines)
+    print()
+    print(f"{args.records:,} events, {args.workers} workers, medians of {args.runs} runs "
+          f"(baseline on {args.baseline_fraction:.0%} of the files):")
+    print(table)
+    (work / "results.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
