@@ -132,18 +132,26 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def report_day(day: str, **context: Any) -> dict[str, Any]:
-        """The day's totals from the manifest, for the log and for XCom."""
+        """The day's files and rows by status (XCom), and the HTML day report (linked in the log)."""
+        from pathlib import Path
+
+        from airflow.configuration import conf
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
-        from cloudtrail_mysql import sql
+        from cloudtrail_mysql.report import write_day_report
+        from cloudtrail_mysql.sql import validate_identifier
 
         params = context["params"]
         hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
-        rows = hook.get_records(sql.render("day_report.sql", table=sql.validate_identifier(params["table"])),
-                                parameters={"day": day})
-        report = {status: {"files": int(files), "rows": int(total or 0)} for status, files, total in rows}
-        print(f"{day}: {report}")
-        return report
+        directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
+                         or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
+        path, files = write_day_report(
+            lambda query, parameters: hook.get_records(query, parameters=parameters),
+            validate_identifier(params["table"]), day, directory,
+        )
+        print(f"{day}: {files}")
+        print(f"Day report: {path.resolve().as_uri()}")
+        return {"day": day, "files": files, "report": str(path)}
 
     day = resolve_day()
     ready = wait_for_delivery(day)

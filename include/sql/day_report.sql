@@ -1,6 +1,31 @@
--- Files delivered on the run's day, by manifest status, with their rows.
-SELECT status, COUNT(*) AS files, SUM(row_count) AS row_total
-FROM `{{ params.table }}_files`
+{#- The day report's queries (report_day task), one macro each; the day is a bound value. -#}
+
+{% macro files_by_status(table) -%}
+SELECT status, COUNT(*) AS files, COALESCE(SUM(row_count), 0) AS row_total
+FROM `{{ table }}_files`
 WHERE delivery_day = %(day)s
 GROUP BY status
-ORDER BY status;
+ORDER BY status
+{%- endmacro %}
+
+{% macro events_by_hour(table) -%}
+SELECT event_hour, event_source, SUM(events)
+FROM `{{ table }}_daily_events`
+WHERE event_day = %(day)s
+GROUP BY event_hour, event_source
+{%- endmacro %}
+
+{% macro top_errors(table) -%}
+SELECT event_source, error_code, events FROM `{{ table }}_daily_errors`
+WHERE event_day = %(day)s ORDER BY events DESC, event_source, error_code LIMIT 20
+{%- endmacro %}
+
+{% macro top_principals(table) -%}
+SELECT principal, events, errors FROM `{{ table }}_daily_principals`
+WHERE event_day = %(day)s ORDER BY events DESC, principal LIMIT 20
+{%- endmacro %}
+
+{% macro top_source_ips(table) -%}
+SELECT source_ip, events, errors FROM `{{ table }}_daily_source_ips`
+WHERE event_day = %(day)s ORDER BY events DESC, source_ip LIMIT 20
+{%- endmacro %}

@@ -1,0 +1,105 @@
+"""The day report: one self-contained HTML page (inline SVG chart, no scripts, no downloads).
+
+Plain Python, no Airflow, no database: the DAG's ``report_day`` task runs the queries of
+include/sql/day_report.sql and hands the rows here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from html import escape
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["render_day_report", "write_day_report"]
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def _chart(hourly: Sequence[tuple[int, str, int]], top: int = 5) -> str:
+    """Events per hour for the day's busiest services, one line each, as inline SVG."""
+    per_service: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+    for hour, service, events in hourly:
+        per_service[service][int(hour)] += int(events)
+    busiest = sorted(per_service, key=lambda s: -sum(per_service[s]))[:top]
+    if not busiest:
+        return "<p>No events.</p>"
+    width, height, left, bottom = 720, 260, 50, 30
+    peak = max(max(per_service[s]) for s in busiest) or 1
+    x = lambda h: left + h * (width - left - 10) / 23  # noqa: E731
+    y = lambda v: 10 + (height - bottom - 10) * (1 - v / peak)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20 * len(busiest)}" role="img">']
+    parts.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/>')
+    for hour in range(0, 24, 3):
+        parts.append(f'<text x="{x(hour):.0f}" y="{height - 10}" font-size="11" text-anchor="middle">{hour:02d}h</text>')
+    parts.append(f'<text x="{left - 5}" y="{y(peak) + 4:.0f}" font-size="11" text-anchor="end">{peak}</text>')
+    for index, service in enumerate(busiest):
+        colour = _COLOURS[index % len(_COLOURS)]
+        points = " ".join(f"{x(h):.1f},{y(v):.1f}" for h, v in enumerate(per_service[service]))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        parts.append(
+            f'<text x="{left}" y="{height + 15 + 20 * index}" font-size="12" fill="{colour}">'
+            f"{escape(service)} ({sum(per_service[service])} events)</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<h2>{escape(title)}</h2><table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table>"
+
+
+def render_day_report(
+    day: str,
+    table: str,
+    files: Sequence[Sequence[Any]],
+    hourly: Sequence[tuple[int, str, int]],
+    errors: Sequence[Sequence[Any]],
+    principals: Sequence[Sequence[Any]],
+    source_ips: Sequence[Sequence[Any]],
+) -> str:
+    """The HTML page for one event day."""
+    style = (
+        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
+    )
+    return "".join(
+        [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>CloudTrail {escape(day)}</title>",
+            f"<style>{style}</style></head><body>",
+            f"<h1>CloudTrail events of {escape(day)} (table {escape(table)})</h1>",
+            "<p>Counts come from the daily summary tables: each event once, by its own time (UTC). "
+            "The day is complete once the next day's files are loaded too.</p>",
+            _table("Files delivered that day", ("status", "files", "rows"), files),
+            "<h2>Events per hour, busiest services</h2>",
+            _chart(hourly),
+            _table("Top errors", ("service", "error code", "events"), errors),
+            _table("Top principals", ("principal", "events", "errors"), principals),
+            _table("Top source IP addresses", ("source", "events", "errors"), source_ips),
+            "</body></html>",
+        ]
+    )
+
+
+def write_day_report(
+    query: Any, table: str, day: str, directory: Path
+) -> tuple[Path, dict[str, dict[str, int]]]:
+    """Run the report's queries with ``query(sql, parameters) -> rows`` and write <dir>/<table>/<day>.html.
+
+    Returns the page's path and the day's files and rows by manifest status.
+    """
+    from cloudtrail_mysql import sql
+
+    def rows(name: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in query(sql.macro("day_report.sql", name, table), {"day": day})]
+
+    files = rows("files_by_status")
+    page = render_day_report(
+        day, table, files, rows("events_by_hour"), rows("top_errors"), rows("top_principals"), rows("top_source_ips")
+    )
+    path = directory / table / f"{day}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path, {str(status): {"files": int(n), "rows": int(total)} for status, n, total in files}
