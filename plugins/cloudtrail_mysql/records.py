@@ -8,6 +8,7 @@ the table itself (see ``writer.table_columns``), so the SQL schema stays the one
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import zlib
@@ -28,6 +29,7 @@ __all__ = [
     "classify",
     "delivery_day",
     "file_identity",
+    "StreamedRecords",
     "read_records",
 ]
 
@@ -112,12 +114,31 @@ def _decompress(data: bytes, source: str) -> bytes:
         raise CloudTrailFileError(source, f"corrupt gzip ({exc})") from exc
 
 
-def read_records(data: bytes, source: str) -> list[dict[str, Any]]:
-    """The events of one CloudTrail log file (gzip or plain JSON).
+# Above this many bytes of JSON a file is streamed record by record (ijson) instead of parsed
+# whole (orjson), so that memory stays flat: CloudTrail allows files of 50 MB compressed.
+STREAM_ABOVE_BYTES = 64 * 1024 * 1024
+_RECORDS_START = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
+
+
+def _json_size(data: bytes) -> int:
+    """Bytes of JSON in a file: gzip's trailer tells it without decompressing (modulo 4 GiB)."""
+    if data[:2] == b"\x1f\x8b" and len(data) >= 18:
+        return int.from_bytes(data[-4:], "little")
+    return len(data)
+
+
+def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
+    """The events of one CloudTrail log file (gzip or plain JSON), a list or, for a large file,
+    a stream that can be iterated again (on a retry).
 
     Raises ``DigestFile`` for a digest file and ``CloudTrailFileError`` for anything that is
-    not a readable CloudTrail log file, in both cases naming ``source``.
+    not a readable CloudTrail log file, in both cases naming ``source``; a streamed file may
+    raise ``CloudTrailFileError`` while it is iterated.
     """
+    if _json_size(data) > STREAM_ABOVE_BYTES:
+        head = _open(data).read(4096)
+        if _RECORDS_START.match(head):
+            return StreamedRecords(data, source)
     if data[:2] == b"\x1f\x8b":
         data = _decompress(data, source)
     if not data.strip():
@@ -143,6 +164,34 @@ def read_records(data: bytes, source: str) -> list[dict[str, Any]]:
                 source, f"record {index} is {_json_type(record)}, not an object"
             )
     return records
+
+
+def _open(data: bytes) -> Any:
+    stream = io.BytesIO(data)
+    return gzip.GzipFile(fileobj=stream) if data[:2] == b"\x1f\x8b" else stream
+
+
+class StreamedRecords:
+    """The records of a large file, parsed one at a time as they are iterated (bounded memory)."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data = data
+        self.source = source
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        import ijson
+
+        try:
+            for index, record in enumerate(ijson.items(_open(self.data), "Records.item", use_float=True)):
+                if not isinstance(record, dict):
+                    raise CloudTrailFileError(self.source, f"record {index} is {_json_type(record)}, not an object")
+                yield record
+        except EOFError as exc:
+            raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
+        except (OSError, zlib.error) as exc:
+            raise CloudTrailFileError(self.source, f"corrupt gzip ({exc})") from exc
+        except ijson.JSONError as exc:
+            raise CloudTrailFileError(self.source, f"not valid JSON ({exc})") from exc
 
 
 def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
