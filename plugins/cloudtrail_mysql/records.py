@@ -136,7 +136,10 @@ def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
     raise ``CloudTrailFileError`` while it is iterated.
     """
     if _json_size(data) > STREAM_ABOVE_BYTES:
-        head = _open(data).read(4096)
+        try:
+            head = _open(data).read(4096)
+        except (OSError, EOFError, zlib.error):
+            head = b""  # a broken file: the whole-file path below says what is wrong with it
         if _RECORDS_START.match(head):
             return StreamedRecords(data, source)
     if data[:2] == b"\x1f\x8b":
