@@ -51,7 +51,8 @@ with DAG(
                      description="Delivery day to load (YYYY-MM-DD). Empty: the run's logical date."),
         "bucket": Param(os.environ.get("CLOUDTRAIL_BUCKET", "cloudtrail-logs"), type="string", minLength=3,
                         title="S3 bucket", description="The bucket CloudTrail delivers to."),
-        "key_prefix": Param("", type="string", title="Key prefix",
+        # Optional fields take null: the UI form treats an empty non-null param as missing.
+        "key_prefix": Param(None, type=["null", "string"], title="Key prefix",
                             description="The trail's S3 key prefix, before AWSLogs/ (often empty)."),
         "accounts": Param([], type="array", items={"type": "string"}, title="Accounts",
                           description="Only these account ids (empty: every account found)."),
@@ -117,7 +118,7 @@ with DAG(
         client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
         kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
         folders = day_folders(
-            client, params["bucket"], date.fromisoformat(day), params["key_prefix"],
+            client, params["bucket"], date.fromisoformat(day), params["key_prefix"] or "",
             accounts=params["accounts"] or None, regions=params["regions"] or None, kinds=kinds,
         )
         batches = cut_batches(

@@ -23,12 +23,20 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file
+from cloudtrail_mysql.loader import DEFAULT_KINDS, SETUP_MYSQL_ERRORS, MySqlSetupError, load_file
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
+
+
+class MySqlConnectError(ConnectionError):
+    """Connecting failed; ``code`` is MySQL's error number."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -86,12 +94,16 @@ class MySqlTarget:
             kwargs["connect_timeout"] = int(kwargs["connect_timeout"])
         kwargs.update(host=self.host, port=self.port, user=self.user, password=self.password, charset="utf8mb4")
         kwargs.setdefault("local_infile", 1)  # lets the writer use LOAD DATA LOCAL INFILE when the server allows
+        # Bounded waits: a connection killed while a file is streamed must fail (and be retried),
+        # not hang. Generous enough for the largest statement the loader sends.
+        kwargs["read_timeout"] = int(kwargs.get("read_timeout", 300))
+        kwargs["write_timeout"] = int(kwargs.get("write_timeout", 15))
         if with_database:
             kwargs["database"] = self.database
         try:
             return MySQLdb.connect(**kwargs)
         except MySQLdb.OperationalError as exc:
-            raise ConnectionError(f"cannot connect to MySQL at {self.describe()}: {exc.args[-1]}") from None
+            raise MySqlConnectError(f"cannot connect to MySQL at {self.describe()}: {exc.args[-1]}", exc.args[0]) from None
 
 
 # -- import -------------------------------------------------------------------------------------
@@ -143,20 +155,38 @@ def _progress(total: int) -> Any:
 
 
 def ensure_database(target: MySqlTarget, table: str) -> None:
-    """Create the database (utf8mb4) and the tables where missing."""
-    conn = target.connect(with_database=False)
+    """Create the database (utf8mb4) and the tables where missing; touch nothing that exists."""
+    import MySQLdb
+
     try:
-        cursor = conn.cursor()
-        for statement in sql.split_statements(sql.render("create_database.sql", database=target.database)):
-            cursor.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
-    conn = target.connect()
+        conn = target.connect()
+    except MySqlConnectError as exc:
+        if exc.code != 1049:  # anything but "unknown database"
+            raise
+        server = target.connect(with_database=False)
+        try:
+            cursor = server.cursor()
+            for statement in sql.split_statements(sql.render("create_database.sql", database=target.database)):
+                cursor.execute(statement)
+            server.commit()
+        except MySQLdb.Error as error:
+            raise _setup_error(error, f"cannot create the database {target.database}") from None
+        finally:
+            server.close()
+        conn = target.connect()
     try:
         MySqlWriter(conn, table).ensure_schema()
+    except MySQLdb.Error as error:
+        raise _setup_error(error, f"cannot create the tables in {target.database}") from None
     finally:
         conn.close()
+
+
+def _setup_error(error: Exception, doing: str) -> Exception:
+    code = error.args[0] if error.args else None
+    if code in SETUP_MYSQL_ERRORS:
+        return MySqlSetupError(f"{doing}: {SETUP_MYSQL_ERRORS[code]}: MySQL said {error.args[-1]}")
+    return error
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ LOST_CONNECTION_ERRORS = frozenset({2006, 2013, 2055, 2003, 2002, 1927, 1053})
 # Access denied (user, database), unknown database, command or column denied, read-only server.
 SETUP_MYSQL_ERRORS = {
     1045: "the MySQL user or password is wrong",
-    1044: "the MySQL user has no access to this database",
+    1044: "the MySQL user lacks a privilege on this database (see the README's grants)",
     1049: "the database does not exist",
     1142: "the MySQL user lacks a privilege on the table (see the README's grants)",
     1143: "the MySQL user lacks a privilege on a column (see the README's grants)",

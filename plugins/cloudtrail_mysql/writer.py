@@ -25,6 +25,7 @@ __all__ = ["FileResult", "MySqlWriter", "SourceFile"]
 log = logging.getLogger(__name__)
 
 _LOADER_SQL = "loader.sql"
+_CREATED_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS `([^`]+)`")
 _TEXT_TYPES = {"tinytext", "text", "mediumtext", "longtext"}
 _CHAR_TYPES = {"varchar", "char"}
 _INT_TYPES = {"smallint", "mediumint", "int", "bigint"}
@@ -156,11 +157,20 @@ class MySqlWriter:
         return "utf8mb4_nopad_bin" if "mariadb" in version.lower() else "utf8mb4_0900_bin"
 
     def ensure_schema(self) -> None:
-        """Create the logs table and its manifest where missing (include/sql/create_tables.sql)."""
+        """Create the logs table, its manifest and the summaries where missing (create_tables.sql).
+
+        Nothing is run when they all exist, so a loading user needs no CREATE privilege then.
+        """
         rendered = sql.render("create_tables.sql", table=self.table, collation=self.collation())
+        wanted = set(_CREATED_TABLE.findall(rendered))
         cursor = self.conn.cursor()
-        for statement in sql.split_statements(rendered):
-            cursor.execute(statement)
+        cursor.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )
+        existing = {str(name) for (name,) in cursor.fetchall()}
+        if not wanted <= existing:
+            for statement in sql.split_statements(rendered):
+                cursor.execute(statement)
         cursor.close()
         self.conn.commit()
         self._builder = None
