@@ -31,6 +31,7 @@ __all__ = [
     "file_identity",
     "StreamedRecords",
     "read_records",
+    "tsv_field",
 ]
 
 
@@ -278,6 +279,7 @@ class RowBuilder:
                 raise ValueError(f"the logs table has no column {required!r}")
         self._key_column = next((c for c in self.columns if c.name == "sourceKey"), None)
         self._row = _compile_row(self.columns, self._fields)
+        self._tsv_row = _compile_row(self.columns, self._fields, tsv=True)
 
     def rows(
         self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
@@ -290,12 +292,45 @@ class RowBuilder:
         for index, record in enumerate(records):
             yield build(record, index, file_id, source_key, key_extra)
 
+    def tsv_lines(
+        self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
+    ) -> Iterator[str]:
+        """The same rows as ``rows``, each as a line for LOAD DATA (tab-separated, escaped, \\N NULL)."""
+        key_extra: dict[str, Any] = {}
+        if self._key_column is not None:
+            source_key = _fit(self._key_column, source_key, key_extra)
+        build = self._tsv_row
+        key, file_id_text = tsv_field(source_key), str(file_id)
+        for index, record in enumerate(records):
+            yield build(record, index, file_id_text, key, key_extra)
 
-def _compile_row(columns: Sequence[Column], fields: frozenset[str]) -> Callable[..., tuple[Any, ...]]:
+
+# LOAD DATA's default escaping: \\N is NULL; backslash, tab, newline, CR and NUL are escaped.
+_TSV_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
+_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
+
+
+def _tsv_escape(text: str) -> str:
+    return _TSV_SPECIAL.sub(lambda match: _TSV_ESCAPES[match.group()], text)
+
+
+def tsv_field(value: Any) -> str:
+    """One value as LOAD DATA reads it (the compiled TSV builder inlines the same rules)."""
+    if value is None:
+        return "\\N"
+    if type(value) is str:
+        return _tsv_escape(value) if _TSV_SPECIAL.search(value) else value
+    return str(value)
+
+
+def _compile_row(
+    columns: Sequence[Column], fields: frozenset[str], tsv: bool = False
+) -> Callable[..., Any]:
     """A function building one row, written out column by column for this table.
 
     Rows are built millions of times a day: unrolled, the common case (a string that fits, a
     boolean, a missing field) costs one type check, and only the rest goes through ``_convert``.
+    With ``tsv`` it returns the row as one line for LOAD DATA instead of a tuple.
     """
     lines = [
         "def build_row(record, index, file_id, source_key, key_extra):",
@@ -303,6 +338,15 @@ def _compile_row(columns: Sequence[Column], fields: frozenset[str]) -> Callable[
         "    extra = {}",
     ]
     values: list[str] = []
+
+    def text(expression: str) -> str:
+        if not tsv:
+            return expression
+        return f'("\\\\N" if {expression} is None else {expression} if not special({expression}) else escape({expression}))'
+
+    def other(expression: str) -> str:
+        return f'("\\\\N" if {expression} is None else str({expression}))' if tsv else expression
+
     for i, column in enumerate(columns):
         name = column.name
         var = f"v{i}"
@@ -317,25 +361,26 @@ def _compile_row(columns: Sequence[Column], fields: frozenset[str]) -> Callable[
                     fits = "True"
                 lines.append(f"    if {var} is not None and not (type({var}) is str and {fits}):")
                 lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
+                values.append(text(var))
             elif column.kind == "bool":
                 lines.append(f"    if {var} is not None:")
                 lines.append(
                     f"        {var} = 1 if {var} is True else 0 if {var} is False else convert(COLUMNS[{i}], {var}, extra)"
                 )
+                values.append(other(var))
             else:
                 lines.append(f"    if {var} is not None:")
                 lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
-            values.append(var)
+                values.append(other(var))
         elif name == "eventTimestamp":
-            values.append("event_timestamp(get('eventTime'))")
+            lines.append(f"    {var} = event_timestamp(get('eventTime'))")
+            values.append(other(var))
         elif name == "sourceKey":
             values.append("source_key")
-        elif name == "sourceFileId":
-            values.append("file_id")
-        elif name == "recordIndex":
-            values.append("index")
+        elif name in ("sourceFileId", "recordIndex"):
+            values.append("file_id" if name == "sourceFileId" else ("str(index)" if tsv else "index"))
         else:  # extraFields, once every other value is known
-            values.append("(dumps(extra).decode() if extra else None)")
+            values.append(text("(dumps(extra).decode() if extra else None)"))
     lines += [
         "    if key_extra:",
         "        extra.update(key_extra)",
@@ -344,14 +389,19 @@ def _compile_row(columns: Sequence[Column], fields: frozenset[str]) -> Callable[
         "            if key not in FIELDS:",
         "                extra[key] = record[key]",
     ]
-    # The tuple is built after the statements above: extra is complete when extraFields is read.
-    lines.append(f"    return ({', '.join(values)},)")
+    # Built after the statements above: extra is complete when extraFields is read.
+    if tsv:
+        lines.append(f"    return '\\t'.join(({', '.join(values)},)) + '\\n'")
+    else:
+        lines.append(f"    return ({', '.join(values)},)")
     namespace: dict[str, Any] = {
         "COLUMNS": tuple(columns),
         "FIELDS": fields,
         "convert": _convert,
         "event_timestamp": _event_timestamp,
         "dumps": orjson.dumps,
+        "special": _TSV_SPECIAL.search,
+        "escape": _tsv_escape,
     }
     exec(compile("\n".join(lines), "<cloudtrail_mysql row builder>", "exec"), namespace)  # noqa: S102
     return namespace["build_row"]

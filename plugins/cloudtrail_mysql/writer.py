@@ -12,7 +12,7 @@ import logging
 import re
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -80,23 +80,6 @@ class LoadDataUnavailable(RuntimeError):
 
 # Not allowed with this MySQL version / local data disabled / rejected by the client.
 _LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 1227})
-_TSV_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
-_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
-
-
-def _tsv_escape(match: re.Match[str]) -> str:
-    return _TSV_ESCAPES[match.group()]
-
-
-def _tsv_field(value: Any) -> str:
-    """One value as LOAD DATA reads it with its default escaping (\\N is NULL)."""
-    if value is None:
-        return "\\N"
-    if type(value) is str:
-        return _TSV_SPECIAL.sub(_tsv_escape, value) if _TSV_SPECIAL.search(value) else value
-    if type(value) is datetime:
-        return value.isoformat(sep=" ")
-    return str(value)
 
 
 def _error_code(exc: BaseException) -> int | None:
@@ -274,14 +257,13 @@ class MySqlWriter:
             cursor.executemany(self._insert, batch)
             count += len(batch)
 
-    def _write_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]]) -> int:
-        """LOAD DATA LOCAL INFILE of the rows, written as TSV to a temporary file, streamed."""
+    def _write_rows(self, cursor: Any, lines: Iterator[str]) -> int:
+        """LOAD DATA LOCAL INFILE of the rows, written as TSV lines to a temporary file, streamed."""
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-") as handle:
             count = 0
             write = handle.write
-            for row in rows:
-                write("\t".join(map(_tsv_field, row)))
-                write("\n")
+            for line in lines:
+                write(line)
                 count += 1
             handle.flush()
             try:
@@ -317,8 +299,10 @@ class MySqlWriter:
             if status != "loading":
                 # A failed attempt left nothing; a changed file replaces its earlier rows.
                 cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
-            rows = builder.rows(records, source.location, file_id)
-            count = self._write_rows(cursor, rows) if method == "load_data" else self._insert_rows(cursor, rows)
+            if method == "load_data":
+                count = self._write_rows(cursor, builder.tsv_lines(records, source.location, file_id))
+            else:
+                count = self._insert_rows(cursor, builder.rows(records, source.location, file_id))
             seconds = time.monotonic() - started
             cursor.execute(
                 sql.macro(_LOADER_SQL, "finish_file", self.table),
