@@ -8,7 +8,7 @@ DEMO_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail_demo
 DEMO_DIR := .demo
 DEMO_DAY ?= 2017-04-10
 
-.PHONY: install system-deps demo test bench clean
+.PHONY: install system-deps demo test test-airflow2 bench clean
 
 install: $(BIN)/cloudtrail-mysql
 
@@ -35,10 +35,14 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# The same DAG and plugins on Airflow 2.11 (.venv-airflow2/ from constraints/airflow-2.txt).
+test-airflow2:
+	scripts/airflow2-lane.sh
+
 # Loader speed and memory against the tutorial's way and LOAD DATA, on generated data (see bench/bench.py).
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .bench .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 $(DEMO_DIR) .bench .pytest_cache
