@@ -6,7 +6,7 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cloudtrail_mysql.compat import DAG, CronDataIntervalTimetable, Param, TriggerRule, task
+from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
 from cloudtrail_mysql.sql import IDENTIFIER_PATTERN, sql_dir
 
@@ -30,6 +30,9 @@ Files already loaded are skipped (manifest table `<table>_files`), so reruns, re
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
 **Trigger DAG w/ config**, set `day`, and run.
 """
+
+# Updated each time a day is loaded and summarised (an Asset on Airflow 3, a Dataset on Airflow 2).
+CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
@@ -184,6 +187,8 @@ with DAG(
         parameters={"day": day},
         split_statements=True,
         trigger_rule=TriggerRule.ALL_DONE,
+        # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES].
+        outlets=[CLOUDTRAIL_SUMMARIES],
     )
 
     ready >> tables >> batches

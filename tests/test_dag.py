@@ -145,6 +145,8 @@ def test_dagbag_has_the_daily_dag_without_import_errors(airflow_env: dict[str, s
         assert name in dag.params
     assert dag.params["aws_conn_id"] == "aws_default" and dag.params["mysql_conn_id"] == "mysql_default"
     tasks = {task.task_id for task in dag.tasks}
+    summaries = dag.get_task("build_summaries")
+    assert [getattr(o, "uri", None) for o in summaries.outlets] == ["x-cloudtrail-mysql://summaries/cloudtrail_daily"]
     assert {"plan_batches", "load_batch", "create_indexes", "build_summaries"} <= tasks
     assert dag.doc_md and "Trigger" in dag.doc_md
 
@@ -214,6 +216,15 @@ def test_daily_run_loads_exactly_the_day_then_reruns_change_nothing(
     ips_expected = Counter((r["eventTime"][:10], r.get("sourceIPAddress")) for r in expected)
     ips_found = {(str(d), ip): n for d, ip, n in _query(mysql_db, "SELECT event_day, source_ip, events FROM logs_daily_source_ips")}
     assert ips_found == dict(ips_expected)
+
+    # The day report: written by report_day, linked from its log, with the day's figures.
+    report = Path(airflow_env["AIRFLOW_HOME"]) / "logs" / "cloudtrail_reports" / "logs" / f"{DAY}.html"
+    assert report.is_file(), run.stdout[-3000:]
+    assert f"Day report: {report.resolve().as_uri()}" in run.stdout + run.stderr
+    page = report.read_text()
+    top_error = max(errors_found.items(), key=lambda item: (item[1], item[0]))[0] if errors_found else None
+    assert f"<td>{len(loaded_keys)}</td><td>{len(expected)}</td>" in page  # files and rows delivered that day
+    assert "<svg" in page and (top_error is None or top_error[2] in page)
 
     # A second run of the same day changes nothing at all.
     before = (_table_counts(mysql_db), _summaries(mysql_db))
