@@ -871,3 +871,36 @@ def test_huge_file_loads_exactly(mysql_db, tmp_path: Path) -> None:
     assert mysql_db.count() == expected
     assert mysql_db.query("SELECT COUNT(DISTINCT eventID) FROM logs") == [(expected,)]
     assert mysql_db.query("SELECT status, row_count FROM logs_files") == [("loaded", expected)]
+
+
+# -- 2b. the server gone between two files (a restart, a network cut, wait_timeout) -------------
+@pytest.mark.parametrize("method", ["load_data", "insert"])
+def test_connection_gone_between_files_reconnects(mysql_db, sample_day, method: str) -> None:
+    """The next file after a lost idle connection gets 'server has gone away', reconnects and loads."""
+    import MySQLdb
+
+    from cloudtrail_mysql.loader import load_file
+    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    def connect() -> Any:
+        return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
+
+    writer = MySqlWriter(connect(), "logs", connect=connect, method=method)
+    writer.ensure_schema()
+    first, second = (SourceFile(str(sample_day.path(item))) for item in sample_day.log_files[:2])
+    assert load_file(first, fetch, writer).status == "loaded"
+    cursor = writer.conn.cursor()
+    cursor.execute("SELECT CONNECTION_ID()")
+    lost = cursor.fetchone()[0]
+    mysql_db.query(f"KILL CONNECTION {int(lost)}")  # what a server restart does to an idle connection
+
+    result = load_file(second, fetch, writer)
+    assert result.status == "loaded", result.detail
+    cursor = writer.conn.cursor()
+    cursor.execute("SELECT CONNECTION_ID()")
+    assert cursor.fetchone()[0] != lost
+    expected = len(read_events(sample_day.path(sample_day.log_files[0]))) + len(read_events(sample_day.path(sample_day.log_files[1])))
+    assert mysql_db.count() == expected
+    assert mysql_db.query("SELECT status, COUNT(*) FROM logs_files GROUP BY status") == [("loaded", 2)]
+    writer.conn.close()
