@@ -1,0 +1,81 @@
+"""CloudTrail's S3 layout against a real S3 endpoint: which folders a day has, and how they are cut."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from cloudtrail_mysql.layout import TooManyBatches, day_folders, iter_batch, plan_batches
+from cloudtrail_mysql.records import FileKind
+
+DAY = date(2017, 4, 10)
+
+
+def _put(client: Any, bucket: str, keys: list[str], size: int = 10) -> None:
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x" * size)
+
+
+@pytest.fixture
+def messy_bucket(s3_bucket: tuple[Any, str]) -> tuple[Any, str]:
+    """Accounts that are not 12 digits, odd regions, an organization trail, a key prefix, other kinds."""
+    client, bucket = s3_bucket
+    day = f"{DAY:%Y/%m/%d}"
+    _put(client, bucket, [
+        f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/{day}/a.json.gz",
+        f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/{day}/b.json.gz",
+        f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/11/c.json.gz",
+        f"trails/prod/AWSLogs/111122223333/CloudTrail/us-gov-west-1/{day}/d.json.gz",
+        f"trails/prod/AWSLogs/111122223333/CloudTrail-Digest/us-east-1/{day}/digest.json.gz",
+        f"trails/prod/AWSLogs/111122223333/CloudTrail-Insight/us-east-1/{day}/insight.json.gz",
+        f"trails/prod/AWSLogs/legacy-account/CloudTrail/eu-west-1/{day}/e.json.gz",
+        f"trails/prod/AWSLogs/o-a1b2c3d4e5/444455556666/CloudTrail/ap-south-1/{day}/f.json.gz",
+        f"trails/prod/AWSLogs/o-a1b2c3d4e5/777788889999/CloudTrail/ap-south-1/{day}/g.json.gz",
+        f"trails/prod/AWSLogs/o-a1b2c3d4e5/777788889999/CloudTrail-Digest/ap-south-1/{day}/h.json.gz",
+        f"other/AWSLogs/999999999999/CloudTrail/us-east-1/{day}/not-this-prefix.json.gz",
+    ])
+    return client, bucket
+
+
+def test_day_folders_find_every_account_region_and_organization_account(messy_bucket: tuple[Any, str]) -> None:
+    client, bucket = messy_bucket
+    found = {(f.account, f.region) for f in day_folders(client, bucket, DAY, "trails/prod/")}
+    assert found == {
+        ("111122223333", "us-east-1"), ("111122223333", "us-gov-west-1"), ("legacy-account", "eu-west-1"),
+        ("444455556666", "ap-south-1"), ("777788889999", "ap-south-1"),
+    }
+    keys = {s.location.rsplit("/", 1)[1] for f in day_folders(client, bucket, DAY, "trails/prod")
+            for s in iter_batch(client, bucket, f.prefix, None, None)}
+    assert keys == {"a.json.gz", "b.json.gz", "d.json.gz", "e.json.gz", "f.json.gz", "g.json.gz"}
+
+
+def test_day_folders_filters_and_kinds(messy_bucket: tuple[Any, str]) -> None:
+    client, bucket = messy_bucket
+    only = day_folders(client, bucket, DAY, "trails/prod", accounts=["777788889999", "111122223333"], regions=["ap-south-1"])
+    assert [(f.account, f.region) for f in only] == [("777788889999", "ap-south-1")]
+    with_insight = day_folders(client, bucket, DAY, "trails/prod", kinds=[FileKind.LOG, FileKind.INSIGHT])
+    assert {f.kind for f in with_insight} == {FileKind.LOG, FileKind.INSIGHT}
+    assert day_folders(client, bucket, date(2016, 1, 1), "trails/prod") != []  # folders exist ...
+    assert all(not list(iter_batch(client, bucket, f.prefix, None, None))  # ... but hold no file that day
+               for f in day_folders(client, bucket, date(2016, 1, 1), "trails/prod"))
+
+
+def test_plan_batches_cuts_by_files_and_bytes_and_covers_every_key_once(s3_bucket: tuple[Any, str]) -> None:
+    client, bucket = s3_bucket
+    prefix = f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"
+    keys = [f"{prefix}{i:04d}.json.gz" for i in range(23)]
+    _put(client, bucket, keys, size=100)
+    folders = day_folders(client, bucket, DAY)
+    by_files = plan_batches(client, bucket, folders, max_files=5, max_bytes=10**9)
+    assert [b.files for b in by_files] == [5, 5, 5, 5, 3]
+    by_bytes = plan_batches(client, bucket, folders, max_files=100, max_bytes=250)
+    assert [b.files for b in by_bytes] == [2] * 11 + [1]
+    assert by_files[-1].last_key is None  # the last range stays open for late files
+    for batches in (by_files, by_bytes):
+        covered = [s.location.split("/", 3)[3] for b in batches for s in iter_batch(client, bucket, **b.as_kwargs())]
+        assert covered == keys
+
+    with pytest.raises(TooManyBatches, match=r"needs 5 batches, more than the 4 .*raise batch_files"):
+        plan_batches(client, bucket, folders, max_files=5, max_bytes=10**9, max_batches=4)
