@@ -6,7 +6,7 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, TriggerRule, task
+from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
 from cloudtrail_mysql.sql import IDENTIFIER_PATTERN, sql_dir
 
@@ -18,10 +18,10 @@ The run for day **D** loads every CloudTrail log file that CloudTrail *delivered
 found in the bucket (digest, Insight and network-activity files are left out). Those files also
 hold events from just before midnight of D-1, as CloudTrail delivers them a few minutes late.
 
-1. `resolve_day`: D is the `day` param if given, else the run's logical date (a scheduled run for
-   D starts at midnight after D, a backfill of D, or `airflow dags test cloudtrail_daily D`).
-2. `wait_for_delivery`: waits until `delivery_delay_minutes` after D has ended (no wait for past days).
-3. `create_tables`, then `plan_batches` lists the day (delimiter listings, page by page) and cuts it
+1. D is the `day` param if given, else the run's logical date (a scheduled run for D starts at
+   midnight after D, a backfill of D, or `airflow dags test cloudtrail_daily D`); `resolve_day` says it.
+2. `plan_batches` waits until `delivery_delay_minutes` after D has ended (no wait for past days),
+   creates the tables where missing, lists the day (delimiter listings, page by page) and cuts it
    into key ranges; `load_batch` is mapped over them, at most 4 at a time per DAG.
 4. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
    summary tables for every event day the files touched; `report_day` logs the day's totals.
@@ -30,6 +30,19 @@ Files already loaded are skipped (manifest table `<table>_files`), so reruns, re
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
 **Trigger DAG w/ config**, set `day`, and run.
 """
+
+def run_day(context: Any) -> str:
+    """The delivery day a run loads: the day param, else the logical date's day (UTC)."""
+    params = context["params"]
+    if params.get("day"):
+        return date.fromisoformat(str(params["day"])).isoformat()
+    logical = context.get("logical_date")
+    if logical is not None:
+        return logical.astimezone(timezone.utc).date().isoformat()
+    # Airflow 3 manual run without a logical date: the last complete day.
+    run_after = context["dag_run"].run_after
+    return (run_after.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
+
 
 # Updated each time a day is loaded and summarised (an Asset on Airflow 3, a Dataset on Airflow 2).
 CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
@@ -75,49 +88,40 @@ with DAG(
     @task
     def resolve_day(**context: Any) -> str:
         """The delivery day this run loads, as YYYY-MM-DD."""
-        params = context["params"]
-        if params.get("day"):
-            return date.fromisoformat(str(params["day"])).isoformat()
-        logical = context.get("logical_date")
-        if logical is not None:
-            return logical.astimezone(timezone.utc).date().isoformat()
-        # Airflow 3 manual run without a logical date: the last complete day.
-        run_after = context["dag_run"].run_after
-        return (run_after.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
+        return run_day(context)
 
     @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
-    def wait_for_delivery(day: str, **context: Any) -> bool:
-        """CloudTrail delivers a file some minutes after its events: wait that long after the day."""
-        ready_at = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(
-            days=1, minutes=int(context["params"]["delivery_delay_minutes"])
-        )
-        return datetime.now(timezone.utc) >= ready_at
+    def plan_batches(**context: Any) -> PokeReturnValue:
+        """Once the day's files are all delivered: the tables where missing, and the key ranges to load.
 
-    @task
-    def create_tables(**context: Any) -> None:
-        """The logs table, its manifest and the summary tables (include/sql/create_tables.sql)."""
+        CloudTrail delivers a file some minutes after its events, so this waits
+        delivery_delay_minutes after the day ends (past days: no wait), rescheduling itself
+        rather than holding a worker slot.
+        """
+        from airflow.configuration import conf
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from cloudtrail_mysql.layout import day_folders
+        from cloudtrail_mysql.layout import plan_batches as cut_batches
+        from cloudtrail_mysql.records import FileKind
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
+        day = run_day(context)
+        ready_at = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(
+            days=1, minutes=int(params["delivery_delay_minutes"])
+        )
+        if datetime.now(timezone.utc) < ready_at:
+            print(f"{day}: waiting for CloudTrail's last deliveries until {ready_at:%Y-%m-%d %H:%M} UTC")
+            return PokeReturnValue(is_done=False)
+
         conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             MySqlWriter(conn, params["table"]).ensure_schema()
         finally:
             conn.close()
 
-    @task
-    def plan_batches(day: str, **context: Any) -> list[dict[str, Any]]:
-        """The day's key ranges to load, one per mapped task."""
-        from airflow.configuration import conf
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-        from cloudtrail_mysql.layout import day_folders
-        from cloudtrail_mysql.layout import plan_batches as cut_batches
-        from cloudtrail_mysql.records import FileKind
-
-        params = context["params"]
         client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
         kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
         folders = day_folders(
@@ -132,7 +136,10 @@ with DAG(
         )
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
-        return [{**batch.as_kwargs(), "include_insight": bool(params["include_insight"])} for batch in batches]
+        return PokeReturnValue(
+            is_done=True,
+            xcom_value=[{**b.as_kwargs(), "include_insight": bool(params["include_insight"])} for b in batches],
+        )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def report_day(day: str, **context: Any) -> dict[str, Any]:
@@ -158,9 +165,7 @@ with DAG(
         return {"day": day, "files": files, "report": str(path)}
 
     day = resolve_day()
-    ready = wait_for_delivery(day)
-    tables = create_tables()
-    batches = plan_batches(day)
+    batches = plan_batches()
 
     loads = CloudTrailToMySqlOperator.partial(
         task_id="load_batch",
@@ -191,6 +196,5 @@ with DAG(
         outlets=[CLOUDTRAIL_SUMMARIES],
     )
 
-    ready >> tables >> batches
     loads >> indexes >> summaries
     [loads, summaries] >> report_day(day)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Asset, BaseOperator, Param, TriggerRule, task
+    from airflow.sdk import DAG, Asset, BaseOperator, Param, PokeReturnValue, TriggerRule, task
     from airflow.sdk import CronDataIntervalTimetable
 except ImportError:  # Airflow 2
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
@@ -11,6 +11,7 @@ except ImportError:  # Airflow 2
     from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef]
     from airflow.models.dag import DAG  # type: ignore[no-redef]
     from airflow.models.param import Param  # type: ignore[no-redef]
+    from airflow.sensors.base import PokeReturnValue  # type: ignore[no-redef]
     from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[no-redef]
     from airflow.utils.trigger_rule import TriggerRule  # type: ignore[no-redef]
 
@@ -27,6 +28,7 @@ __all__ = [
     "CronDataIntervalTimetable",
     "DAG",
     "Param",
+    "PokeReturnValue",
     "TriggerRule",
     "task",
 ]
