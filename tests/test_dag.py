@@ -287,3 +287,21 @@ def test_operator_loads_the_good_files_of_a_batch_and_names_the_bad_one(
     assert summary["loaded"] == 1 and summary["already_loaded"] == 3 and summary["failed"] == 0
     assert _query(mysql_db, "SELECT COUNT(*) FROM logs")[0][0] == 91
     assert _query(mysql_db, "SELECT status FROM logs_files WHERE source = %s", f"s3://{bucket}/{bad_key}") == [("loaded",)]
+
+
+def test_plugin_is_registered_and_its_macro_gives_the_day_prefix(airflow_env: dict[str, str]) -> None:
+    result = subprocess.run([str(AIRFLOW), "plugins", "-o", "json"], env={**os.environ, **airflow_env},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    plugins = json.loads(result.stdout.strip().splitlines()[-1])
+    ours = [p for p in plugins if p["name"] == "cloudtrail_mysql"]
+    assert len(ours) == 1 and any(m.endswith("day_prefix") for m in ours[0]["macros"])
+
+    from cloudtrail_mysql.plugin import day_prefix
+
+    assert day_prefix("111122223333", "us-east-1", "2017-04-10T00:00:00+00:00") == (
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10/"
+    )
+    assert day_prefix("444455556666", "eu-west-1", date(2017, 4, 9), key_prefix="/trails/", organization_id="o-a1b2c3d4e5") == (
+        "trails/AWSLogs/o-a1b2c3d4e5/444455556666/CloudTrail/eu-west-1/2017/04/09/"
+    )
