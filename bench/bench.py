@@ -234,7 +234,7 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
     ceiling = methods["ceiling"].rate
     baseline = methods["baseline"].rate
     lines = [
-        f"| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | x ceiling | x baseline |",
+        "| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | x ceiling | x baseline |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method in methods.values():

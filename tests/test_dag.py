@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from copy import deepcopy
 from decimal import Decimal
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -26,7 +26,7 @@ def messy_bucket(s3_bucket: tuple[Any, str]) -> tuple[Any, str]:
     _put(client, bucket, [
         f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/{day}/a.json.gz",
         f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/{day}/b.json.gz",
-        f"trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/11/c.json.gz",
+        "trails/prod/AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/11/c.json.gz",
         f"trails/prod/AWSLogs/111122223333/CloudTrail/us-gov-west-1/{day}/d.json.gz",
         f"trails/prod/AWSLogs/111122223333/CloudTrail-Digest/us-east-1/{day}/digest.json.gz",
         f"trails/prod/AWSLogs/111122223333/CloudTrail-Insight/us-east-1/{day}/insight.json.gz",

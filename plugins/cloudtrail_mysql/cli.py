@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, SETUP_MYSQL_ERRORS, MySqlSetupError, load_file
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file, setup_error
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
@@ -170,23 +170,16 @@ def ensure_database(target: MySqlTarget, table: str) -> None:
                 cursor.execute(statement)
             server.commit()
         except MySQLdb.Error as error:
-            raise _setup_error(error, f"cannot create the database {target.database}") from None
+            raise setup_error(error, f"cannot create the database {target.database}") or error from None
         finally:
             server.close()
         conn = target.connect()
     try:
         MySqlWriter(conn, table).ensure_schema()
     except MySQLdb.Error as error:
-        raise _setup_error(error, f"cannot create the tables in {target.database}") from None
+        raise setup_error(error, f"cannot create the tables in {target.database}") or error from None
     finally:
         conn.close()
-
-
-def _setup_error(error: Exception, doing: str) -> Exception:
-    code = error.args[0] if error.args else None
-    if code in SETUP_MYSQL_ERRORS:
-        return MySqlSetupError(f"{doing}: {SETUP_MYSQL_ERRORS[code]}: MySQL said {error.args[-1]}")
-    return error
 
 
 def run_import(args: argparse.Namespace) -> int:

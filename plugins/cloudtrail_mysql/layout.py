@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Collection, Iterable, Iterator
 
-from cloudtrail_mysql.records import FileKind, delivery_day
+from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import SourceFile
 
 __all__ = ["Batch", "DayFolder", "day_folders", "iter_batch", "plan_batches", "TooManyBatches"]

@@ -23,9 +23,9 @@ from dataclasses import replace
 from typing import Any, Callable, Collection
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
+from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, mysql_error_code
 
-__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "wanted"]
+__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "setup_error", "wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,13 @@ class MySqlSetupError(RuntimeError):
     """MySQL refused the loader in a way no retry can fix; the message says what to fix."""
 
 
-def _mysql_error_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
+def setup_error(exc: BaseException, doing: str = "") -> MySqlSetupError | None:
+    """The refusal no retry can fix, said plainly, if ``exc`` is one; else None."""
+    code = mysql_error_code(exc)
+    if code not in SETUP_MYSQL_ERRORS:
+        return None
+    prefix = f"{doing}: " if doing else ""
+    return MySqlSetupError(f"{prefix}{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}")
 
 
 def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[bool, str]:
@@ -118,9 +122,10 @@ def _load_file(
         except CloudTrailFileError as exc:
             return _failed(writer, source, str(exc), started)
         except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
-            code = _mysql_error_code(exc)
-            if code in SETUP_MYSQL_ERRORS:
-                raise MySqlSetupError(f"{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}") from None
+            refusal = setup_error(exc)
+            if refusal is not None:
+                raise refusal from None
+            code = mysql_error_code(exc)
             if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
                 log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
@@ -135,9 +140,9 @@ def _reconnect(writer: MySqlWriter) -> None:
     try:
         writer.reconnect()
     except Exception as exc:  # noqa: BLE001 - the next attempt reports the failure
-        code = _mysql_error_code(exc)
-        if code in SETUP_MYSQL_ERRORS:
-            raise MySqlSetupError(f"{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}") from None
+        refusal = setup_error(exc)
+        if refusal is not None:
+            raise refusal from None
         log.warning("reconnecting to MySQL failed: %s", exc)
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
 
-__all__ = ["FileResult", "MySqlWriter", "SourceFile"]
+__all__ = ["FileResult", "MySqlWriter", "SourceFile", "mysql_error_code"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ class LoadDataUnavailable(RuntimeError):
 _LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 1227})
 
 
-def _error_code(exc: BaseException) -> int | None:
+def mysql_error_code(exc: BaseException) -> int | None:
+    """MySQL's error number of a DB-API exception (its first argument), if it has one."""
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
@@ -269,7 +270,7 @@ class MySqlWriter:
             try:
                 cursor.execute(self._load_data, (handle.name,))
             except Exception as exc:
-                if _error_code(exc) in _LOAD_DATA_REFUSED:
+                if mysql_error_code(exc) in _LOAD_DATA_REFUSED:
                     raise LoadDataUnavailable(str(exc)) from exc
                 raise
         loaded = cursor.rowcount
