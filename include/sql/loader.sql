@@ -50,6 +50,14 @@ ON DUPLICATE KEY UPDATE
     updated_at = VALUES(updated_at)
 {%- endmacro %}
 
+{% macro server_version() -%}
+SELECT VERSION()
+{%- endmacro %}
+
+{% macro existing_tables() -%}
+SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()
+{%- endmacro %}
+
 {% macro table_columns() -%}
 SELECT column_name, data_type, character_maximum_length, character_octet_length
 FROM information_schema.columns

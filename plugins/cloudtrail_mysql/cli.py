@@ -111,19 +111,16 @@ _worker: dict[str, Any] = {}
 
 
 def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto") -> None:
-    from cloudtrail_mysql.sources import s3_client
-
     _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect, method=method)
     _worker["kinds"] = kinds
-    _worker["client"] = None
-    _worker["s3_client"] = s3_client
+    _worker["client"] = None  # one S3 client per worker, made on its first S3 file
 
 
 def _load_in_worker(source: SourceFile) -> FileResult:
-    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.sources import fetch, s3_client
 
     if source.location.startswith("s3://") and _worker["client"] is None:
-        _worker["client"] = _worker["s3_client"]()
+        _worker["client"] = s3_client()
     return load_file(source, lambda s: fetch(s, _worker["client"]), _worker["writer"], _worker["kinds"])
 
 

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from dataclasses import replace
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterable
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, mysql_error_code
@@ -103,7 +103,7 @@ def _load_file(
 ) -> FileResult:
     started = time.monotonic()
     data: bytes | None = None
-    records: list[dict[str, Any]] | None = None
+    records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files
     for attempt in range(1, attempts + 1):
         try:
             if source.etag is None and records is None:

@@ -135,7 +135,7 @@ class MySqlWriter:
     def collation(self) -> str:
         """The server's exact (binary, no-pad) utf8mb4 collation."""
         cursor = self.conn.cursor()
-        cursor.execute("SELECT VERSION()")
+        cursor.execute(sql.macro(_LOADER_SQL, "server_version"))
         version = str(cursor.fetchone()[0])
         cursor.close()
         return "utf8mb4_nopad_bin" if "mariadb" in version.lower() else "utf8mb4_0900_bin"
@@ -148,9 +148,7 @@ class MySqlWriter:
         rendered = sql.render("create_tables.sql", table=self.table, collation=self.collation())
         wanted = set(_CREATED_TABLE.findall(rendered))
         cursor = self.conn.cursor()
-        cursor.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
-        )
+        cursor.execute(sql.macro(_LOADER_SQL, "existing_tables"))
         existing = {str(name) for (name,) in cursor.fetchall()}
         if not wanted <= existing:
             for statement in sql.split_statements(rendered):
