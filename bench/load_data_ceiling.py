@@ -1,5 +1,5 @@
 """The ceiling: LOAD DATA LOCAL INFILE of the very rows our loader builds, same table, same
-parallelism, one transaction per file (rows prepared as TSV before the clock starts).
+statement, same parallelism, one transaction per file (rows prepared as TSV before the clock starts).
 
 Usage: load_data_ceiling.py prepare MYSQL_DB TSV_DIR FILE...   (not timed: parse and write TSV)
        load_data_ceiling.py load MYSQL_DB WORKERS TSV_DIR        (timed: LOAD DATA each TSV file)
@@ -8,7 +8,6 @@ Usage: load_data_ceiling.py prepare MYSQL_DB TSV_DIR FILE...   (not timed: parse
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -25,15 +24,6 @@ def _connect(database: str) -> MySQLdb.Connection:
     return MySQLdb.connect(host="127.0.0.1", user="root", database=database, charset="utf8mb4", local_infile=1)
 
 
-def _tsv(value: object) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def prepare(database: str, out: Path, files: list[str]) -> None:
     conn = _connect(database)
     writer = MySqlWriter(conn, TABLE)
@@ -43,25 +33,23 @@ def prepare(database: str, out: Path, files: list[str]) -> None:
     for number, path in enumerate(files, start=1):
         records = read_records(Path(path).read_bytes(), path)
         with open(out / f"{number:06d}.tsv", "w", encoding="utf-8", newline="\n") as handle:
-            for row in builder.rows(records, path, number):
-                handle.write("\t".join(map(_tsv, row)) + "\n")
-    (out / "columns").write_text(",".join(builder.column_names))
+            for text, _ in builder.tsv_chunks(records, path):
+                handle.write(text)
+        (out / f"{number:06d}.key").write_text(builder.fit_source_key(path)[0])
+    (out / "statement").write_text(writer.load_data_statement)
     conn.close()
 
 
-def _start(database: str, columns: str) -> None:
-    global _conn, _columns
+def _start(database: str, statement: str) -> None:
+    global _conn, _statement
     _conn = _connect(database)
-    _columns = columns
+    _statement = statement
 
 
 def _load(path: str) -> int:
     cursor = _conn.cursor()
-    cursor.execute(
-        f"LOAD DATA LOCAL INFILE %s INTO TABLE {TABLE} CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' "
-        f"LINES TERMINATED BY '\\n' ({_columns})",
-        (path,),
-    )
+    tsv = Path(path)
+    cursor.execute(_statement, (path, int(tsv.stem), tsv.with_suffix(".key").read_text()))
     count = cursor.rowcount
     _conn.commit()
     return count
@@ -69,8 +57,8 @@ def _load(path: str) -> int:
 
 def load(database: str, workers: int, tsv_dir: Path) -> None:
     files = sorted(str(p) for p in tsv_dir.glob("*.tsv"))
-    columns = (tsv_dir / "columns").read_text()
-    with Pool(workers, initializer=_start, initargs=(database, columns)) as pool:
+    statement = (tsv_dir / "statement").read_text()
+    with Pool(workers, initializer=_start, initargs=(database, statement)) as pool:
         rows = sum(pool.imap_unordered(_load, files, chunksize=1))
     print(rows)
 

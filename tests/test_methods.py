@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ def _awkward_file(path: Path) -> int:
             "recipientAccountId": "",
         },
         {"eventVersion": "1.0", "eventTime": "2017-04-10T11:36:00Z", "eventSource": "\\", "eventName": "\\\\"},
+        # A lone surrogate escape, control characters, and eventTimes off CloudTrail's usual form.
+        {"eventTime": "2017-02-30T11:35:00Z", "sharedEventID": "x\ud800y", "vpcEndpointId": "\x1d\x1e\x1f\x01"},
+        {"eventTime": "2017-04-10T13:35:00.250+02:00", "eventName": "\u00e9t\u00e9 \u4e2d\u6587"},
+        {"eventTime": "0999-04-10T11:35:00Z", "readOnly": "TRUE", "managementEvent": 1},
+        {"eventTime": "2017-04-10 11:35:00Z", "eventCategory": ["not", "a", "string"]},
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
@@ -74,3 +80,11 @@ def test_load_data_and_insert_store_identical_rows(mysql_db: Any, tmp_path: Path
         assert found[0]["recipientAccountId"] == ""  # empty, not NULL
         assert found[0]["readOnly"] == 0
         assert found[1]["eventName"] == "\\\\" and found[1]["readOnly"] is None
+        odd = mysql_db.query_dicts(
+            "SELECT eventTimestamp, sharedEventID, vpcEndpointId, eventName, readOnly, managementEvent FROM via_load_data "
+            "WHERE sourceKey LIKE %s AND recordIndex >= 2 ORDER BY recordIndex", "%AWKWARD%",
+        )
+        assert [row["eventTimestamp"] for row in odd] == [None, datetime(2017, 4, 10, 11, 35), None, datetime(2017, 4, 10, 11, 35)]
+        assert set(odd[0]["sharedEventID"].strip("xy")) == {"\ufffd"} and odd[0]["vpcEndpointId"] == "\x1d\x1e\x1f\x01"
+        assert odd[1]["eventName"] == "\u00e9t\u00e9 \u4e2d\u6587"
+        assert odd[2]["readOnly"] == 1 and odd[2]["managementEvent"] is None

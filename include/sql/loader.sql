@@ -27,11 +27,14 @@ DELETE FROM `{{ table }}` WHERE sourceFileId = %s
 INSERT INTO `{{ table }}` ({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %}) VALUES ({% for _ in columns %}%s{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endmacro %}
 
-{#- The same rows as TSV (LOAD DATA's default escaping, \N for NULL); the file name is a bound value. -#}
-{% macro load_data(table, columns) -%}
+{#- The same rows as TSV (LOAD DATA's default escaping, \N for NULL), without the file's id and
+    location: the statement sets those once (the server parses every byte of every line, so
+    repeating them on each line costs). The file name and both values are bound. -#}
+{% macro load_data(table, columns, with_source_key) -%}
 LOAD DATA LOCAL INFILE %s INTO TABLE `{{ table }}` CHARACTER SET utf8mb4
 FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'
 ({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %})
+SET sourceFileId = %s{% if with_source_key %}, sourceKey = %s{% endif %}
 {%- endmacro %}
 
 {% macro finish_file(table) -%}

@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
@@ -189,6 +190,10 @@ class StreamedRecords:
             for index, record in enumerate(ijson.items(_open(self.data), "Records.item", use_float=True)):
                 if not isinstance(record, dict):
                     raise CloudTrailFileError(self.source, f"record {index} is {_json_type(record)}, not an object")
+                try:
+                    orjson.dumps(record)
+                except orjson.JSONEncodeError:  # a lone surrogate escape (\ud800): as the whole-file path reads it
+                    record = _replace_surrogates(record)
                 yield record
         except EOFError as exc:
             raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
@@ -207,7 +212,11 @@ def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
         document = json.loads(data.decode("utf-8", errors="replace"))
     except ValueError:
         raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
-    text = json.dumps(document, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
+    return _replace_surrogates(document)
+
+
+def _replace_surrogates(value: Any) -> Any:
+    text = json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
     return orjson.loads(text.decode("utf-8", errors="replace"))
 
 
@@ -261,6 +270,25 @@ def _event_timestamp(value: Any) -> datetime | None:
     return moment.replace(microsecond=0)
 
 
+_fromisoformat = datetime.fromisoformat
+
+
+def _event_time_text(value: Any) -> str:
+    """eventTimestamp as LOAD DATA text: CloudTrail's own form (2017-04-10T12:34:56Z) checked and
+    rewritten without building a datetime; anything else through ``_event_timestamp``."""
+    if (
+        type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T"
+        and value[4] == "-" and value[7] == "-" and value[13] == ":" and value[16] == ":" and value[0] != "0"
+    ):
+        try:
+            _fromisoformat(value[:19])
+        except ValueError:
+            return _NULL
+        return f"{value[:10]} {value[11:19]}"
+    moment = _event_timestamp(value)
+    return _NULL if moment is None else str(moment)
+
+
 class RowBuilder:
     """Turns CloudTrail records into tuples for the table's columns, in the table's order.
 
@@ -292,35 +320,61 @@ class RowBuilder:
         for index, record in enumerate(records):
             yield build(record, index, file_id, source_key, key_extra)
 
-    def tsv_lines(
-        self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
-    ) -> Iterator[str]:
-        """The same rows as ``rows``, each as a line for LOAD DATA (tab-separated, escaped, \\N NULL)."""
+    @property
+    def tsv_column_names(self) -> tuple[str, ...]:
+        """The columns of a TSV line, in order: all but the per-file constants (``TSV_CONSTANTS``),
+        which LOAD DATA sets once per file instead of the server parsing them on every row."""
+        return tuple(name for name in self.column_names if name not in TSV_CONSTANTS)
+
+    def fit_source_key(self, source_key: str) -> tuple[str, dict[str, Any]]:
+        """The file's location as its column takes it, and what goes to extraFields if it was cut."""
         key_extra: dict[str, Any] = {}
         if self._key_column is not None:
             source_key = _fit(self._key_column, source_key, key_extra)
+        return source_key, key_extra
+
+    def tsv_chunks(
+        self, records: Iterable[dict[str, Any]], source_key: str, rows_per_chunk: int = 2000
+    ) -> Iterator[tuple[str, int]]:
+        """The rows of ``rows`` without the per-file constants, as LOAD DATA text (tab-separated,
+        escaped, \\N for NULL), ``rows_per_chunk`` lines at a time: (text, number of lines).
+
+        Each row is joined with sentinels (lone surrogates, which no parsed value holds) and a
+        whole chunk is escaped at once: a few str.replace passes instead of a check per field.
+        """
+        _, key_extra = self.fit_source_key(source_key)
         build = self._tsv_row
-        key, file_id_text = tsv_field(source_key), str(file_id)
-        for index, record in enumerate(records):
-            yield build(record, index, file_id_text, key, key_extra)
+        iterator = iter(enumerate(records))
+        while True:
+            lines = [build(record, index, key_extra) for index, record in islice(iterator, rows_per_chunk)]
+            if not lines:
+                return
+            yield _tsv_text(lines), len(lines)
 
 
+# The per-file values a LOAD DATA statement sets once (SET column = value), not on every line.
+TSV_CONSTANTS = frozenset({"sourceKey", "sourceFileId"})
+# Sentinels for a row being built: no parsed value holds a lone surrogate (orjson refuses them,
+# StreamedRecords replaces them), so they mark field ends, NULLs and line ends unambiguously.
+_FIELD, _NULL, _LINE = "\ud800", "\ud801", "\ud802"
 # LOAD DATA's default escaping: \\N is NULL; backslash, tab, newline, CR and NUL are escaped.
+_TSV_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\x00", "\\0"))
 _TSV_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
-_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\\0"}
 
 
-def _tsv_escape(text: str) -> str:
-    return _TSV_SPECIAL.sub(lambda match: _TSV_ESCAPES[match.group()], text)
+def _tsv_text(lines: list[str]) -> str:
+    text = _LINE.join(lines)
+    for char, escaped in _TSV_ESCAPES:
+        text = text.replace(char, escaped)
+    return text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_LINE, "\n") + "\n"
 
 
 def tsv_field(value: Any) -> str:
-    """One value as LOAD DATA reads it (the compiled TSV builder inlines the same rules)."""
+    """One value as LOAD DATA reads it (what ``tsv_chunks`` writes for it)."""
     if value is None:
         return "\\N"
-    if type(value) is str:
-        return _tsv_escape(value) if _TSV_SPECIAL.search(value) else value
-    return str(value)
+    text = value if type(value) is str else str(value)
+    return _TSV_SPECIAL.sub(lambda match: dict(_TSV_ESCAPES)[match.group()], text)
 
 
 def _compile_row(
@@ -330,26 +384,27 @@ def _compile_row(
 
     Rows are built millions of times a day: unrolled, the common case (a string that fits, a
     boolean, a missing field) costs one type check, and only the rest goes through ``_convert``.
-    With ``tsv`` it returns the row as one line for LOAD DATA instead of a tuple.
+    With ``tsv`` it returns the row as one string for ``_tsv_text`` instead (fields joined and
+    NULLs marked by sentinels, not yet escaped; without the per-file constants).
     """
-    lines = [
-        "def build_row(record, index, file_id, source_key, key_extra):",
-        "    get = record.get",
-        "    extra = {}",
-    ]
+    if tsv:
+        lines = ["def build_row(record, index, key_extra):"]
+    else:
+        lines = ["def build_row(record, index, file_id, source_key, key_extra):"]
+    lines += ["    get = record.get", "    extra = {}"]
     values: list[str] = []
 
     def text(expression: str) -> str:
-        if not tsv:
-            return expression
-        return f'("\\\\N" if {expression} is None else {expression} if not special({expression}) else escape({expression}))'
+        return f"(NULL if {expression} is None else {expression})" if tsv else expression
 
     def other(expression: str) -> str:
-        return f'("\\\\N" if {expression} is None else str({expression}))' if tsv else expression
+        return f"(NULL if {expression} is None else str({expression}))" if tsv else expression
 
     for i, column in enumerate(columns):
         name = column.name
         var = f"v{i}"
+        if tsv and name in TSV_CONSTANTS:
+            continue
         if name in fields:
             lines.append(f"    {var} = get({name!r})")
             if column.kind == "text":
@@ -360,21 +415,38 @@ def _compile_row(
                 else:
                     fits = "True"
                 lines.append(f"    if {var} is not None and not (type({var}) is str and {fits}):")
-                lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
+                if column.max_bytes is not None:
+                    # JSON objects and lists (userIdentity, requestParameters ...) as compact JSON text.
+                    lines.append(f"        if (type({var}) is dict or type({var}) is list) and {fits.replace(var, f'(j := dumps({var}).decode())')}:")
+                    lines.append(f"            {var} = j")
+                    lines.append("        else:")
+                    lines.append(f"            {var} = convert(COLUMNS[{i}], {var}, extra)")
+                else:
+                    lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
                 values.append(text(var))
             elif column.kind == "bool":
-                lines.append(f"    if {var} is not None:")
-                lines.append(
-                    f"        {var} = 1 if {var} is True else 0 if {var} is False else convert(COLUMNS[{i}], {var}, extra)"
-                )
-                values.append(other(var))
+                if tsv:
+                    lines.append(
+                        f"    {var} = NULL if {var} is None else '1' if {var} is True else '0' if {var} is False "
+                        f"else other(convert(COLUMNS[{i}], {var}, extra))"
+                    )
+                    values.append(var)
+                else:
+                    lines.append(f"    if {var} is not None:")
+                    lines.append(
+                        f"        {var} = 1 if {var} is True else 0 if {var} is False else convert(COLUMNS[{i}], {var}, extra)"
+                    )
+                    values.append(var)
             else:
                 lines.append(f"    if {var} is not None:")
                 lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
                 values.append(other(var))
         elif name == "eventTimestamp":
-            lines.append(f"    {var} = event_timestamp(get('eventTime'))")
-            values.append(other(var))
+            if tsv:
+                values.append("event_time_text(get('eventTime'))")
+            else:
+                lines.append(f"    {var} = event_timestamp(get('eventTime'))")
+                values.append(var)
         elif name == "sourceKey":
             values.append("source_key")
         elif name in ("sourceFileId", "recordIndex"):
@@ -391,17 +463,19 @@ def _compile_row(
     ]
     # Built after the statements above: extra is complete when extraFields is read.
     if tsv:
-        lines.append(f"    return '\\t'.join(({', '.join(values)},)) + '\\n'")
+        lines.append(f"    return FIELD.join(({', '.join(values)},))")
     else:
         lines.append(f"    return ({', '.join(values)},)")
     namespace: dict[str, Any] = {
         "COLUMNS": tuple(columns),
         "FIELDS": fields,
+        "FIELD": _FIELD,
+        "NULL": _NULL,
         "convert": _convert,
         "event_timestamp": _event_timestamp,
+        "event_time_text": _event_time_text,
+        "other": lambda value: _NULL if value is None else str(value),
         "dumps": orjson.dumps,
-        "special": _TSV_SPECIAL.search,
-        "escape": _tsv_escape,
     }
     exec(compile("\n".join(lines), "<cloudtrail_mysql row builder>", "exec"), namespace)  # noqa: S102
     return namespace["build_row"]

@@ -196,9 +196,17 @@ class MySqlWriter:
                 _LOADER_SQL, "insert_rows", self.table, self._builder.column_names
             )
             self._load_data = sql.macro(
-                _LOADER_SQL, "load_data", self.table, self._builder.column_names
+                _LOADER_SQL, "load_data", self.table, self._builder.tsv_column_names,
+                "sourceKey" in self._builder.column_names,
             )
         return self._builder
+
+    @property
+    def load_data_statement(self) -> str:
+        """The LOAD DATA statement for this table (bound: TSV file name, file id[, source key])."""
+        _ = self.builder
+        assert self._load_data is not None
+        return self._load_data
 
     # -- manifest -------------------------------------------------------------------------
     def loaded(self, sources: Sequence[SourceFile]) -> set[str]:
@@ -256,17 +264,18 @@ class MySqlWriter:
             cursor.executemany(self._insert, batch)
             count += len(batch)
 
-    def _write_rows(self, cursor: Any, lines: Iterator[str]) -> int:
-        """LOAD DATA LOCAL INFILE of the rows, written as TSV lines to a temporary file, streamed."""
+    def _write_rows(self, cursor: Any, chunks: Iterator[tuple[str, int]], file_id: int, source_key: str) -> int:
+        """LOAD DATA LOCAL INFILE of the rows, written as TSV to a temporary file chunk by chunk;
+        the file's id and location are set once by the statement, not sent on every line."""
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-") as handle:
             count = 0
-            write = handle.write
-            for line in lines:
-                write(line)
-                count += 1
+            for text, lines in chunks:
+                handle.write(text)
+                count += lines
             handle.flush()
+            constants: tuple[Any, ...] = (file_id, source_key) if "sourceKey" in self.builder.column_names else (file_id,)
             try:
-                cursor.execute(self._load_data, (handle.name,))
+                cursor.execute(self._load_data, (handle.name, *constants))
             except Exception as exc:
                 if mysql_error_code(exc) in _LOAD_DATA_REFUSED:
                     raise LoadDataUnavailable(str(exc)) from exc
@@ -299,7 +308,8 @@ class MySqlWriter:
                 # A failed attempt left nothing; a changed file replaces its earlier rows.
                 cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
             if method == "load_data":
-                count = self._write_rows(cursor, builder.tsv_lines(records, source.location, file_id))
+                source_key, _ = builder.fit_source_key(source.location)
+                count = self._write_rows(cursor, builder.tsv_chunks(records, source.location), file_id, source_key)
             else:
                 count = self._insert_rows(cursor, builder.rows(records, source.location, file_id))
             seconds = time.monotonic() - started
