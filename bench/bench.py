@@ -9,7 +9,10 @@ All in one run, against the same MySQL server, on the same generated files (defa
   clock starts, same workers, one transaction per file;
 - ours:     `cloudtrail-mysql import FOLDER --workers N` (everything: read, parse, build, write);
 - dag:      `airflow dags test cloudtrail_daily DAY` over a local S3 server (moto, over HTTP), the
-  whole run including Airflow's start-up (--skip-dag to leave it out).
+  whole run: Airflow's start-up, planning, loading, indexes, summaries and the report
+  (--skip-dag to leave it out);
+- dag-load: the same run's load phase, from the first load_batch task's start to the last one's
+  end, as Airflow's metadata database records them (rows reach MySQL only in those tasks).
 
 Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
 run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
@@ -97,6 +100,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
     parser.add_argument("--skip-dag", action="store_true")
+    parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,dag); default all")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
     args = parser.parse_args()
 
@@ -110,9 +114,10 @@ def main() -> None:
           f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores", flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
-    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "dag")}
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "dag", "dag-load")}
+    only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "dag"}
     methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
-    for name in ("ceiling", "ours", "dag"):
+    for name in ("ceiling", "ours", "dag", "dag-load"):
         methods[name].gzip_bytes = gzip_bytes
 
     # The ceiling's rows, built once by the loader's own code, before any clock starts.
@@ -122,34 +127,36 @@ def main() -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
 
-    s3 = _start_s3(work, files) if not args.skip_dag else None
+    s3 = _start_s3(work, files) if not args.skip_dag and "dag" in only else None
     try:
         for run in range(1, args.runs + 1):
             print(f"run {run}/{args.runs}", flush=True)
-            # baseline
-            mysql(f"DROP DATABASE IF EXISTS {database}")
-            mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-            mysql(f"CREATE TABLE {database}.tutorial_logs (eventVersion varchar(10), userIdentity text, eventTime varchar(24), "
-                  "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
-                  "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
-                  "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
-            seconds, rss = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
-            _record(methods["baseline"], seconds, rss, _count(database, "tutorial_logs"))
-            # ceiling: same schema as ours, created by our code, then LOAD DATA of the prepared rows
-            mysql(f"DROP DATABASE IF EXISTS {database}")
-            subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
-            seconds, rss = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
-            _record(methods["ceiling"], seconds, rss, _count(database, "logs"))
-            # ours, through the command
-            mysql(f"DROP DATABASE IF EXISTS {database}")
-            seconds, rss = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
-            _record(methods["ours"], seconds, rss, _count(database, "logs"))
-            # the DAG, end to end
-            if s3 is not None:
+            if "baseline" in only:  # the tutorial's way, into the tutorial's table
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-                seconds, rss = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat()], env=s3.env(url))
-                _record(methods["dag"], seconds, rss, _count(database, "logs"))
+                mysql(f"CREATE TABLE {database}.tutorial_logs (eventVersion varchar(10), userIdentity text, eventTime varchar(24), "
+                      "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
+                      "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
+                      "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
+                seconds, rss = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
+                _record(methods["baseline"], seconds, rss, _count(database, "tutorial_logs"))
+            if "ceiling" in only:  # same schema as ours, created by our code, then LOAD DATA of the prepared rows
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
+                seconds, rss = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
+                _record(methods["ceiling"], seconds, rss, _count(database, "logs"))
+            if "ours" in only:  # through the command
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                seconds, rss = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
+                _record(methods["ours"], seconds, rss, _count(database, "logs"))
+            if s3 is not None:  # the DAG, end to end, and its load phase
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+                conf = json.dumps({"parallel_files": args.workers})
+                seconds, rss = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat(), "--conf", conf], env=s3.env(url))
+                rows = _count(database, "logs")
+                _record(methods["dag"], seconds, rss, rows)
+                _record(methods["dag-load"], s3.load_phase_seconds(), rss, rows)
     finally:
         if s3 is not None:
             s3.stop()
@@ -222,12 +229,28 @@ class _S3:
             "CLOUDTRAIL_BUCKET": "bench-cloudtrail",
         }
 
+    def load_phase_seconds(self) -> float:
+        """From the first load_batch start to the last load_batch end, in the last run (metadata DB)."""
+        import sqlite3
+
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            (seconds,) = db.execute(
+                "SELECT (julianday(MAX(end_date)) - julianday(MIN(start_date))) * 86400 FROM task_instance "
+                "WHERE dag_id = 'cloudtrail_daily' AND task_id = 'load_batch' AND run_id = "
+                "(SELECT run_id FROM dag_run WHERE dag_id = 'cloudtrail_daily' ORDER BY id DESC LIMIT 1)"
+            ).fetchone()
+        return float(seconds)
+
     def stop(self) -> None:
         self.server.stop()
 
 
 def _start_s3(work: Path, files: list[Path]) -> _S3:
     return _S3(work, files)
+
+
+def _ratio(rate: float, reference: float, digits: int) -> str:
+    return f"{rate / reference:.{digits}f}" if reference else "-"
 
 
 def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) -> None:
@@ -244,7 +267,7 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
         lines.append(
             f"| {method.name} | {method.rows:,} | {median:.2f} | {method.rate:,.0f} | "
             f"{method.gzip_bytes / 2**20 / median:.2f} | {max(method.rss_kib) / 1024:.0f} | "
-            f"{method.rate / ceiling:.2f} | {method.rate / baseline:.1f} |"
+            f"{_ratio(method.rate, ceiling, 2)} | {_ratio(method.rate, baseline, 1)} |"
         )
     table = "\n".join(lines)
     print()

@@ -78,6 +78,8 @@ with DAG(
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
         "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
         "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),
+        "parallel_files": Param(2, type="integer", minimum=1, maximum=16, title="Files at once per load task",
+                                description="Each on its own MySQL connection: one is parsed while another is written."),
         "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
         "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
@@ -173,6 +175,7 @@ with DAG(
         table="{{ params.table }}",
         aws_conn_id="{{ params.aws_conn_id }}",
         mysql_conn_id="{{ params.mysql_conn_id }}",
+        parallel_files="{{ params.parallel_files }}",
         max_active_tis_per_dag=MAX_PARALLEL_LOADS,
     ).expand_kwargs(batches)
 

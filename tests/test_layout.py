@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloudtrail_mysql.layout import TooManyBatches, day_folders, iter_batch, plan_batches
+from cloudtrail_mysql.layout import TooManyBatches, day_folders, iter_batch, iter_range, plan_batches
 from cloudtrail_mysql.records import FileKind
 
 DAY = date(2017, 4, 10)
@@ -47,7 +47,7 @@ def test_day_folders_find_every_account_region_and_organization_account(messy_bu
         ("444455556666", "ap-south-1"), ("777788889999", "ap-south-1"),
     }
     keys = {s.location.rsplit("/", 1)[1] for f in day_folders(client, bucket, DAY, "trails/prod")
-            for s in iter_batch(client, bucket, f.prefix, None, None)}
+            for s in iter_range(client, bucket, f.prefix, None, None)}
     assert keys == {"a.json.gz", "b.json.gz", "d.json.gz", "e.json.gz", "f.json.gz", "g.json.gz"}
 
 
@@ -58,7 +58,7 @@ def test_day_folders_filters_and_kinds(messy_bucket: tuple[Any, str]) -> None:
     with_insight = day_folders(client, bucket, DAY, "trails/prod", kinds=[FileKind.LOG, FileKind.INSIGHT])
     assert {f.kind for f in with_insight} == {FileKind.LOG, FileKind.INSIGHT}
     assert day_folders(client, bucket, date(2016, 1, 1), "trails/prod") != []  # folders exist ...
-    assert all(not list(iter_batch(client, bucket, f.prefix, None, None))  # ... but hold no file that day
+    assert all(not list(iter_range(client, bucket, f.prefix, None, None))  # ... but hold no file that day
                for f in day_folders(client, bucket, date(2016, 1, 1), "trails/prod"))
 
 
@@ -72,10 +72,32 @@ def test_plan_batches_cuts_by_files_and_bytes_and_covers_every_key_once(s3_bucke
     assert [b.files for b in by_files] == [5, 5, 5, 5, 3]
     by_bytes = plan_batches(client, bucket, folders, max_files=100, max_bytes=250)
     assert [b.files for b in by_bytes] == [2] * 11 + [1]
-    assert by_files[-1].last_key is None  # the last range stays open for late files
+    assert by_files[-1].ranges[-1].last_key is None  # the last range stays open for late files
     for batches in (by_files, by_bytes):
         covered = [s.location.split("/", 3)[3] for b in batches for s in iter_batch(client, bucket, **b.as_kwargs())]
         assert covered == keys
 
     with pytest.raises(TooManyBatches, match=r"needs 5 batches, more than the 4 .*raise batch_files"):
         plan_batches(client, bucket, folders, max_files=5, max_bytes=10**9, max_batches=4)
+
+
+def test_plan_batches_packs_small_folders_together(s3_bucket: tuple[Any, str]) -> None:
+    """An organization's many quiet account/region folders make few tasks, not one task each."""
+    client, bucket = s3_bucket
+    keys = []
+    for account in ("111111111111", "222222222222", "333333333333"):
+        for region in ("eu-west-1", "us-east-1", "us-west-2"):
+            prefix = f"AWSLogs/{account}/CloudTrail/{region}/{DAY:%Y/%m/%d}/"
+            keys += [f"{prefix}{i:04d}.json.gz" for i in range(3 if region == "us-east-1" else 1)]
+    _put(client, bucket, keys, size=100)
+    folders = day_folders(client, bucket, DAY)
+    assert len(folders) == 9
+
+    batches = plan_batches(client, bucket, folders, max_files=4, max_bytes=10**9)
+    # Folders in key order hold 1, 3, 1 files per account: packed 1+3 | 1+1 | 3+1 | 1+3 | 1, never over 4.
+    assert [b.files for b in batches] == [4, 2, 4, 4, 1]
+    assert [len(b.ranges) for b in batches] == [2, 2, 2, 2, 1]
+    covered = [s.location.split("/", 3)[3] for b in batches for s in iter_batch(client, bucket, **b.as_kwargs())]
+    assert sorted(covered) == sorted(keys) and len(covered) == len(set(covered))
+    assert all(r.last_key is None for b in batches for r in b.ranges)  # every folder's range stays open
+    assert len(plan_batches(client, bucket, folders, max_files=500, max_bytes=10**9)) == 1

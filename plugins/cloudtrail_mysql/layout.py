@@ -4,8 +4,10 @@ Keys look like ``[prefix/]AWSLogs/[<org-id>/]<account>/CloudTrail/<region>/YYYY/
 the YYYY/MM/DD folder is the day CloudTrail *delivered* the file, so it also holds events from
 just before midnight of the previous day. Accounts and regions are discovered with delimiter
 listings (a handful of small calls), never with a full-bucket scan, and a day's keys are read
-page by page, keeping only counters: a batch is described by a key range, not a key list, so
-even an organization trail's several hundred thousand keys a day make a small plan.
+page by page, keeping only counters: a batch is described by key ranges, not a key list, so
+even an organization trail's several hundred thousand keys a day make a small plan. Small
+folders share a batch (an organization's quiet accounts and regions), so the number of mapped
+tasks follows the day's size, not the number of folders.
 
 Plain boto3 (any S3 client: ``S3Hook().get_conn()`` or ``boto3.client("s3")``); no Airflow import.
 """
@@ -20,7 +22,7 @@ from typing import Any, Collection, Iterable, Iterator
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import SourceFile
 
-__all__ = ["Batch", "DayFolder", "day_folders", "iter_batch", "plan_batches", "TooManyBatches"]
+__all__ = ["Batch", "DayFolder", "KeyRange", "day_folders", "iter_batch", "iter_range", "plan_batches", "TooManyBatches"]
 
 def _children(client: Any, bucket: str, prefix: str) -> list[str]:
     """Names of the 'folders' directly under prefix (one delimiter listing, paginated)."""
@@ -84,21 +86,31 @@ def day_folders(
 
 
 @dataclass(frozen=True)
-class Batch:
-    """A run of keys in one folder: those after ``start_after`` up to and including ``last_key``.
+class KeyRange:
+    """The keys of one folder after ``start_after`` up to and including ``last_key``.
 
     ``last_key`` None means "to the end of the folder", so files that arrive after planning are
-    still picked up by the folder's last batch.
+    still picked up by the folder's last range.
     """
 
     prefix: str
-    start_after: str | None
-    last_key: str | None
+    start_after: str | None = None
+    last_key: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "start_after": self.start_after, "last_key": self.last_key}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The files of one mapped task: key ranges, of one or several folders."""
+
+    ranges: tuple[KeyRange, ...]
     files: int
     bytes: int
 
     def as_kwargs(self) -> dict[str, Any]:
-        return {"prefix": self.prefix, "start_after": self.start_after, "last_key": self.last_key}
+        return {"ranges": [key_range.as_dict() for key_range in self.ranges]}
 
 
 class TooManyBatches(ValueError):
@@ -122,27 +134,43 @@ def plan_batches(
     max_batches: int = 512,
     threads: int = 8,
 ) -> list[Batch]:
-    """Cut the day's folders into batches of at most max_files files and about max_bytes bytes."""
+    """Cut the day's folders into batches of at most max_files files and about max_bytes bytes.
+
+    A large folder is cut into several ranges; ranges smaller than a batch are packed together,
+    in key order, so a day of many small folders makes few tasks.
+    """
     folders = list(folders)
 
-    def cut(folder: DayFolder) -> list[Batch]:
-        batches: list[Batch] = []
+    def cut(folder: DayFolder) -> list[tuple[KeyRange, int, int]]:
+        pieces: list[tuple[KeyRange, int, int]] = []
         start_after: str | None = None
         files = size = 0
         last: str | None = None
         for item in _objects(client, bucket, folder.prefix):
             if files and (files >= max_files or size + item["Size"] > max_bytes):
-                batches.append(Batch(folder.prefix, start_after, last, files, size))
+                pieces.append((KeyRange(folder.prefix, start_after, last), files, size))
                 start_after, files, size = last, 0, 0
             files += 1
             size += int(item["Size"])
             last = item["Key"]
         if files:
-            batches.append(Batch(folder.prefix, start_after, None, files, size))
-        return batches
+            pieces.append((KeyRange(folder.prefix, start_after, None), files, size))
+        return pieces
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(folders) or 1))) as pool:
-        planned = [batch for found in pool.map(cut, folders) for batch in found]
+        pieces = [piece for found in pool.map(cut, folders) for piece in found]
+    planned: list[Batch] = []
+    ranges: list[KeyRange] = []
+    files = size = 0
+    for key_range, piece_files, piece_size in pieces:
+        if ranges and (files + piece_files > max_files or size + piece_size > max_bytes):
+            planned.append(Batch(tuple(ranges), files, size))
+            ranges, files, size = [], 0, 0
+        ranges.append(key_range)
+        files += piece_files
+        size += piece_size
+    if ranges:
+        planned.append(Batch(tuple(ranges), files, size))
     if len(planned) > max_batches:
         raise TooManyBatches(
             f"the day needs {len(planned)} batches, more than the {max_batches} mapped tasks allowed; "
@@ -151,11 +179,19 @@ def plan_batches(
     return planned
 
 
-def iter_batch(client: Any, bucket: str, prefix: str, start_after: str | None, last_key: str | None) -> Iterator[SourceFile]:
-    """The files of one batch, read back from S3 page by page."""
+def iter_range(client: Any, bucket: str, prefix: str, start_after: str | None, last_key: str | None) -> Iterator[SourceFile]:
+    """The files of one key range, read from S3 page by page."""
     for item in _objects(client, bucket, prefix, start_after):
         if last_key is not None and item["Key"] > last_key:
             return
         yield SourceFile(
             f"s3://{bucket}/{item['Key']}", size=int(item["Size"]), etag=str(item.get("ETag", "")).strip('"') or None
         )
+
+
+def iter_batch(client: Any, bucket: str, ranges: Iterable[KeyRange | dict[str, Any]]) -> Iterator[SourceFile]:
+    """The files of a batch's key ranges (as planned, or as the dicts a mapped task receives)."""
+    for key_range in ranges:
+        if isinstance(key_range, dict):
+            key_range = KeyRange(key_range["prefix"], key_range.get("start_after") or None, key_range.get("last_key") or None)
+        yield from iter_range(client, bucket, key_range.prefix, key_range.start_after, key_range.last_key)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import queue
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Callable, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, mysql_error_code
 
-__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "setup_error", "wanted"]
+__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "load_files", "setup_error", "wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,46 @@ def load_file(
     try:
         return _load_file(source, fetch, writer, check_manifest, attempts)
     finally:
+        if collecting:
+            gc.enable()
+
+
+def load_files(
+    sources: Sequence[SourceFile],
+    fetch: Callable[[SourceFile], bytes],
+    writers: Sequence[MySqlWriter],
+    kinds: Collection[FileKind] = DEFAULT_KINDS,
+    check_manifest: bool = True,
+) -> Iterator[FileResult]:
+    """``load_file`` for each source, one thread per writer (each with its own connection).
+
+    Parsing holds the GIL but MySQL's work does not: while one thread parses a file, another
+    file's LOAD DATA (or INSERTs) runs in the server, so a single process keeps both busy.
+    A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
+    """
+    if len(writers) <= 1 or len(sources) <= 1:
+        for source in sources:
+            yield load_file(source, fetch, writers[0], kinds, check_manifest)
+        return
+    free: queue.SimpleQueue[MySqlWriter] = queue.SimpleQueue()
+    for writer in writers:
+        free.put(writer)
+
+    def load(source: SourceFile) -> FileResult:
+        writer = free.get()
+        try:
+            return load_file(source, fetch, writer, kinds, check_manifest)
+        finally:
+            free.put(writer)
+
+    # Off for the whole pool: a thread turning it back on would slow the others' parsing.
+    collecting = gc.isenabled()
+    gc.disable()
+    pool = ThreadPoolExecutor(len(writers), thread_name_prefix="cloudtrail-load")
+    try:
+        yield from pool.map(load, sources)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if collecting:
             gc.enable()
 

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
-from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.sql import validate_identifier
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
 class CloudTrailToMySqlOperator(BaseOperator):
     """Load CloudTrail log files from S3 into a MySQL table, each file whole or not at all.
 
-    Give either ``keys`` (a list of S3 keys) or a key range within ``prefix``: the keys after
-    ``start_after`` up to and including ``last_key`` (None: to the end), as planned by
-    ``cloudtrail_mysql.layout.plan_batches``. Files already loaded (the manifest table) are skipped,
+    Give ``keys`` (a list of S3 keys), ``ranges`` (key ranges as planned by
+    ``cloudtrail_mysql.layout.plan_batches``: dicts of prefix, start_after, last_key), or one
+    range: the keys within ``prefix`` after ``start_after`` up to and including ``last_key``
+    (None: to the end). Files already loaded (the manifest table) are skipped,
     so retries and reruns never duplicate rows. A bad file does not stop the others: the task
     loads everything it can, then fails naming every file that could not be loaded.
 
     :param bucket: the S3 bucket holding the CloudTrail files
     :param keys: explicit keys to load
+    :param ranges: key ranges to load, each a dict with prefix, start_after and last_key
     :param prefix: a folder of keys to load (with start_after/last_key for a part of it)
     :param table: the logs table (validated identifier); created if missing
     :param aws_conn_id: Airflow connection for S3 (``endpoint_url`` in its extra for MinIO and tests)
@@ -38,11 +40,14 @@ class CloudTrailToMySqlOperator(BaseOperator):
     :param include_insight: also load CloudTrail-Insight files
     :param load_method: "auto" (LOAD DATA LOCAL INFILE where the server allows it, else INSERTs),
         "load_data" or "insert"
+    :param parallel_files: files loaded at once by this task, each on its own MySQL connection
+        (threads: while one file is parsed, another is written by the server)
     :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
     """
 
     template_fields: Sequence[str] = (
-        "bucket", "keys", "prefix", "start_after", "last_key", "table", "aws_conn_id", "mysql_conn_id"
+        "bucket", "keys", "ranges", "prefix", "start_after", "last_key", "table", "aws_conn_id", "mysql_conn_id",
+        "parallel_files",
     )
     ui_color = "#f9c915"
 
@@ -51,6 +56,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         *,
         bucket: str,
         keys: list[str] | None = None,
+        ranges: list[dict[str, Any]] | None = None,
         prefix: str | None = None,
         start_after: str | None = None,
         last_key: str | None = None,
@@ -59,11 +65,13 @@ class CloudTrailToMySqlOperator(BaseOperator):
         mysql_conn_id: str = "mysql_default",
         include_insight: bool = False,
         load_method: str = "auto",
+        parallel_files: int | str = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.bucket = bucket
         self.keys = keys
+        self.ranges = ranges
         self.prefix = prefix
         self.start_after = start_after
         self.last_key = last_key
@@ -72,15 +80,18 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.mysql_conn_id = mysql_conn_id
         self.include_insight = include_insight
         self.load_method = load_method
+        self.parallel_files = parallel_files
 
     def _sources(self, client: Any) -> list[SourceFile]:
-        from cloudtrail_mysql.layout import iter_batch
+        from cloudtrail_mysql.layout import iter_batch, iter_range
 
         if self.keys is not None:
             return [SourceFile(f"s3://{self.bucket}/{key}") for key in self.keys]
+        if self.ranges is not None:
+            return list(iter_batch(client, self.bucket, self.ranges))
         if self.prefix is None:
-            raise AirflowException("give either keys or prefix")
-        return list(iter_batch(client, self.bucket, self.prefix, self.start_after or None, self.last_key or None))
+            raise AirflowException("give keys, ranges or prefix")
+        return list(iter_range(client, self.bucket, self.prefix, self.start_after or None, self.last_key or None))
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -97,30 +108,33 @@ class CloudTrailToMySqlOperator(BaseOperator):
         counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
         rows = 0
         failed: list[str] = []
-        writer = MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method)
+        writers: list[MySqlWriter] = []
         try:
-            writer.ensure_schema()
+            writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
+            writers[0].ensure_schema()
             sources = self._sources(client)
             self.log.info("%d files to load into %s", len(sources), table)
-            done = writer.loaded(sources)
-            for source in sources:
-                if source.location in done:
-                    counts["already_loaded"] += 1
-                    continue
-                result = load_file(source, lambda s: fetch(s, client), writer, kinds, check_manifest=False)
+            done = writers[0].loaded(sources)
+            counts["already_loaded"] = len(done)
+            todo = [source for source in sources if source.location not in done]
+            # The hook caches its Airflow connection, so the threads' reconnects only dial MySQL.
+            for _ in range(min(max(1, int(self.parallel_files)), len(todo)) - 1):
+                writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
+            for result in load_files(todo, lambda s: fetch(s, client), writers, kinds, check_manifest=False):
                 counts[result.status] += 1
                 rows += result.rows
                 if result.status == "failed":
                     failed.append(result.detail)
                     self.log.error("FAILED %s", result.detail)
                 elif result.status == "loaded":
-                    self.log.info("%s: %d rows in %.2f s", source.location, result.rows, result.seconds)
+                    self.log.info("%s: %d rows in %.2f s", result.location, result.rows, result.seconds)
                 else:
-                    self.log.info("%s: %s (%s)", source.location, result.status, result.detail)
+                    self.log.info("%s: %s (%s)", result.location, result.status, result.detail)
         except MySqlSetupError as exc:
             raise AirflowFailException(f"MySQL connection {self.mysql_conn_id!r}: {exc}") from None
         finally:
-            writer.conn.close()
+            for writer in writers:
+                writer.conn.close()
         seconds = time.monotonic() - started
         self.log.info(
             "batch: %d loaded, %d already loaded, %d skipped, %d failed; %d rows in %.1f s (%.0f rows/s)",

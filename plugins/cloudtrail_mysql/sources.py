@@ -49,9 +49,9 @@ def s3_client() -> Any:
 
 def iter_s3_objects(client: Any, bucket: str, prefix: str) -> Iterator[SourceFile]:
     """Every object under a prefix, page by page, as (location, size, ETag): nothing else is kept."""
-    from cloudtrail_mysql.layout import iter_batch
+    from cloudtrail_mysql.layout import iter_range
 
-    return iter_batch(client, bucket, prefix, None, None)
+    return iter_range(client, bucket, prefix, None, None)
 
 
 def list_sources(source: str, client: Any = None) -> list[SourceFile]:
