@@ -8,6 +8,7 @@ All in one run, against the same MySQL server, on the same generated files (defa
 - ceiling:  LOAD DATA LOCAL INFILE of the very rows our loader builds, prepared as TSV before the
   clock starts, same workers, one transaction per file;
 - ours:     `cloudtrail-mysql import FOLDER --workers N` (everything: read, parse, build, write);
+- ours-s3:  `cloudtrail-mysql import s3://BUCKET/ --workers N` from the local S3 server (moto);
 - dag:      `airflow dags test cloudtrail_daily DAY` over a local S3 server (moto, over HTTP), the
   whole run: Airflow's start-up, planning, loading, indexes, summaries and the report
   (--skip-dag to leave it out);
@@ -38,11 +39,13 @@ BIN = Path(sys.executable).parent
 DAY = date(2017, 4, 10)
 ACCOUNTS = ("111122223333", "444455556666", "777788889999")
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2")
-# Runs a command and prints its exit code and the peak RSS (KiB) of the largest process in its tree.
+# Runs a command and prints its exit code, the peak RSS (KiB) of the largest process in its tree
+# and the CPU seconds (user + system) of the whole tree.
 MEASURE = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode\n"
-    "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(code, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
 )
 
 
@@ -53,6 +56,8 @@ class Method:
     gzip_bytes: int = 0
     seconds: list[float] = field(default_factory=list)
     rss_kib: list[int] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -67,17 +72,45 @@ def mysql(statement: str) -> None:
     conn.close()
 
 
-def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    rss_kib: int
+    client_cpu: float  # the measured command's processes
+    server_cpu: float | None  # the local MySQL server's (None: not found on this machine)
+    s3_cpu: float  # the local S3 server's (moto, a thread of this process)
+
+
+def _own_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu() -> float | None:
+    """CPU seconds the local mariadbd/mysqld has used so far, from /proc (None if not local)."""
+    for name in ("mariadbd", "mysqld"):
+        found = subprocess.run(["pidof", name], capture_output=True, text=True).stdout.split()
+        if found:
+            fields = Path(f"/proc/{found[0]}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> Measured:
+    own, server = _own_cpu(), _server_cpu()
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-c", MEASURE, *command], env={**os.environ, **(env or {})}, stderr=subprocess.PIPE, text=True
     )
     seconds = time.perf_counter() - started
-    last = result.stderr.strip().splitlines()[-1]
-    code, rss = (int(x) for x in last.split())
+    last = result.stderr.strip().splitlines()[-1].split()
+    code, rss, cpu = int(last[0]), int(last[1]), float(last[2])
     if code != 0:
         sys.exit(f"bench: {' '.join(command[:3])} ... failed (exit {code}):\n{result.stderr[-3000:]}")
-    return seconds, rss
+    server_after = _server_cpu()
+    return Measured(seconds, rss, cpu, None if server is None or server_after is None else server_after - server, _own_cpu() - own)
 
 
 def generate(root: Path, records: int, files_per_region: int) -> list[Path]:
@@ -114,10 +147,10 @@ def main() -> None:
           f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores", flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
-    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "dag", "dag-load")}
-    only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "dag"}
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-s3", "dag", "dag-load")}
+    only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "ours-s3", "dag"}
     methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
-    for name in ("ceiling", "ours", "dag", "dag-load"):
+    for name in ("ceiling", "ours", "ours-s3", "dag", "dag-load"):
         methods[name].gzip_bytes = gzip_bytes
 
     # The ceiling's rows, built once by the loader's own code, before any clock starts.
@@ -127,7 +160,7 @@ def main() -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
 
-    s3 = _start_s3(work, files) if not args.skip_dag and "dag" in only else None
+    s3 = _start_s3(work, files) if not args.skip_dag and only & {"dag", "ours-s3"} else None
     try:
         for run in range(1, args.runs + 1):
             print(f"run {run}/{args.runs}", flush=True)
@@ -138,25 +171,30 @@ def main() -> None:
                       "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
                       "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
                       "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
-                seconds, rss = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
-                _record(methods["baseline"], seconds, rss, _count(database, "tutorial_logs"))
+                measured = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
+                _record(methods["baseline"], measured, _count(database, "tutorial_logs"))
             if "ceiling" in only:  # same schema as ours, created by our code, then LOAD DATA of the prepared rows
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
-                seconds, rss = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
-                _record(methods["ceiling"], seconds, rss, _count(database, "logs"))
+                measured = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
+                _record(methods["ceiling"], measured, _count(database, "logs"))
             if "ours" in only:  # through the command
                 mysql(f"DROP DATABASE IF EXISTS {database}")
-                seconds, rss = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
-                _record(methods["ours"], seconds, rss, _count(database, "logs"))
-            if s3 is not None:  # the DAG, end to end, and its load phase
+                measured = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
+                _record(methods["ours"], measured, _count(database, "logs"))
+            if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                measured = measure([str(BIN / "cloudtrail-mysql"), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
+                                    "--workers", str(args.workers)], env={"AWS_ENDPOINT_URL_S3": s3.endpoint})
+                _record(methods["ours-s3"], measured, _count(database, "logs"))
+            if s3 is not None and "dag" in only:  # the DAG, end to end, and its load phase
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
                 conf = json.dumps({"parallel_files": args.workers})
-                seconds, rss = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat(), "--conf", conf], env=s3.env(url))
+                measured = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", DAY.isoformat(), "--conf", conf], env=s3.env(url))
                 rows = _count(database, "logs")
-                _record(methods["dag"], seconds, rss, rows)
-                _record(methods["dag-load"], s3.load_phase_seconds(), rss, rows)
+                _record(methods["dag"], measured, rows)
+                _record(methods["dag-load"], measured, rows, seconds=s3.load_phase_seconds())
     finally:
         if s3 is not None:
             s3.stop()
@@ -188,11 +226,22 @@ def _count(database: str, table: str) -> int:
     return count
 
 
-def _record(method: Method, seconds: float, rss: int, rows: int) -> None:
+def _record(method: Method, measured: Measured, rows: int, seconds: float | None = None) -> None:
+    """One run of a method; ``seconds`` overrides the wall time (the DAG's load phase)."""
+    seconds = measured.seconds if seconds is None else seconds
     method.seconds.append(seconds)
-    method.rss_kib.append(rss)
+    method.rss_kib.append(measured.rss_kib)
     method.rows = rows
-    print(f"  {method.name:9s} {rows:>9,} rows  {seconds:7.2f} s  {rows / seconds:>9,.0f} rows/s  peak RSS {rss / 1024:6.1f} MiB", flush=True)
+    line = f"  {method.name:9s} {rows:>9,} rows  {seconds:7.2f} s  {rows / seconds:>9,.0f} rows/s  peak RSS {measured.rss_kib / 1024:6.1f} MiB"
+    if seconds == measured.seconds:  # CPU only for whole commands, not for a phase of one
+        method.client_cpu.append(measured.client_cpu)
+        line += f"  CPU: loader {measured.client_cpu:5.1f} s"
+        if measured.server_cpu is not None:
+            method.server_cpu.append(measured.server_cpu)
+            line += f", MySQL {measured.server_cpu:5.1f} s"
+        if measured.s3_cpu > 0.5:
+            line += f", S3 server {measured.s3_cpu:5.1f} s"
+    print(line, flush=True)
 
 
 class _S3:
@@ -249,6 +298,10 @@ def _start_s3(work: Path, files: list[Path]) -> _S3:
     return _S3(work, files)
 
 
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
 def _ratio(rate: float, reference: float, digits: int) -> str:
     return f"{rate / reference:.{digits}f}" if reference else "-"
 
@@ -257,8 +310,8 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
     ceiling = methods["ceiling"].rate
     baseline = methods["baseline"].rate
     lines = [
-        "| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | x ceiling | x baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | CPU s: loader | CPU s: MySQL | x ceiling | x baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method in methods.values():
         if not method.seconds:
@@ -267,6 +320,7 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
         lines.append(
             f"| {method.name} | {method.rows:,} | {median:.2f} | {method.rate:,.0f} | "
             f"{method.gzip_bytes / 2**20 / median:.2f} | {max(method.rss_kib) / 1024:.0f} | "
+            f"{_median(method.client_cpu)} | {_median(method.server_cpu)} | "
             f"{_ratio(method.rate, ceiling, 2)} | {_ratio(method.rate, baseline, 1)} |"
         )
     table = "\n".join(lines)
