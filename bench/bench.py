@@ -58,6 +58,7 @@ class Method:
     rss_kib: list[int] = field(default_factory=list)
     client_cpu: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
+    s3_cpu: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -240,6 +241,7 @@ def _record(method: Method, measured: Measured, rows: int, seconds: float | None
             method.server_cpu.append(measured.server_cpu)
             line += f", MySQL {measured.server_cpu:5.1f} s"
         if measured.s3_cpu > 0.5:
+            method.s3_cpu.append(measured.s3_cpu)
             line += f", S3 server {measured.s3_cpu:5.1f} s"
     print(line, flush=True)
 
@@ -347,10 +349,12 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
     for name in ("ceiling", "ours", "ours-s3"):
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
-            total = statistics.median(c + m for c, m in zip(method.client_cpu, method.server_cpu))
+            s3 = method.s3_cpu or [0.0] * len(method.client_cpu)
+            total = statistics.median(c + m + s for c, m, s in zip(method.client_cpu, method.server_cpu, s3))
             per_row[name] = total / method.rows * 1e6
             cores = os.cpu_count() or 1
-            lines.append(f"{name}: {per_row[name]:.0f} CPU-us a row (loader + MySQL), so at least "
+            parts = "loader + MySQL + S3 server" if method.s3_cpu else "loader + MySQL"
+            lines.append(f"{name}: {per_row[name]:.0f} CPU-us a row ({parts}), so at least "
                          f"{total / cores:.2f} s on {cores} cores; measured {statistics.median(method.seconds):.2f} s")
     if "ceiling" in per_row and "ours" in per_row:
         lines.append(f"CPU-bound on shared cores, ours/ceiling can reach at most {per_row['ceiling'] / per_row['ours']:.2f}")
