@@ -904,3 +904,52 @@ def test_connection_gone_between_files_reconnects(mysql_db, sample_day, method: 
     assert mysql_db.count() == expected
     assert mysql_db.query("SELECT status, COUNT(*) FROM logs_files GROUP BY status") == [("loaded", 2)]
     writer.conn.close()
+
+
+# -- 2c. several files at once in one process (the operator's parallel_files) --------------------
+def test_load_files_in_threads_loads_each_file_once_and_stops_on_a_refusal(mysql_db, sample_day, tmp_path: Path) -> None:
+    """Threads, each with its own connection: every file once, results in order, a bad file named,
+    and a refusal no retry can fix (a privilege) stops the whole load at once."""
+    import MySQLdb
+
+    from cloudtrail_mysql.loader import MySqlSetupError, load_files
+    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    def connect() -> Any:
+        return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
+
+    bad = tmp_path / "111122223333_CloudTrail_us-east-1_20170410T0000Z_brokenbrokenbrok.json.gz"
+    bad.write_bytes(gzip.compress(b'{"Records": [{"eventName": "x"}')[:-9])
+    sources = [SourceFile(str(sample_day.path(item))) for item in sample_day.log_files]
+    sources.insert(len(sources) // 2, SourceFile(str(bad)))
+    writers = [MySqlWriter(connect(), "logs", connect=connect) for _ in range(3)]
+    writers[0].ensure_schema()
+    results = list(load_files(sources, fetch, writers))
+    assert [r.location for r in results] == [s.location for s in sources]
+    assert [r.status for r in results].count("failed") == 1
+    failed = next(r for r in results if r.status == "failed")
+    assert failed.location == str(bad) and str(bad) in failed.detail
+    expected = sum(len(read_events(sample_day.path(item))) for item in sample_day.log_files)
+    assert sum(r.rows for r in results) == expected == mysql_db.count()
+    # Again: all already loaded, nothing added.
+    again = list(load_files(sources, fetch, writers))
+    assert {r.status for r in again} == {"already_loaded", "failed"} and mysql_db.count() == expected
+    for writer in writers:
+        writer.conn.close()
+
+    mysql_db.query("DELETE FROM logs")
+    mysql_db.query("DELETE FROM logs_files")
+    with _temp_user(mysql_db, "SELECT") as user:
+        def limited() -> Any:
+            return MySQLdb.connect(host="127.0.0.1", user=user.name, password=user.password, database=mysql_db.name,
+                                   charset="utf8mb4", local_infile=1)
+
+        writers = [MySqlWriter(limited(), "logs", connect=limited) for _ in range(2)]
+        started = time.monotonic()
+        with pytest.raises(MySqlSetupError, match="privilege"):
+            list(load_files(sources, fetch, writers))
+        assert time.monotonic() - started < 20
+        for writer in writers:
+            writer.conn.close()
+    assert mysql_db.count() == 0
