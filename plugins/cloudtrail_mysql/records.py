@@ -334,7 +334,7 @@ class RowBuilder:
         return source_key, key_extra
 
     def tsv_chunks(
-        self, records: Iterable[dict[str, Any]], source_key: str, rows_per_chunk: int = 2000
+        self, records: Iterable[dict[str, Any]], source_key: str, rows_per_chunk: int = 500
     ) -> Iterator[tuple[str, int]]:
         """The rows of ``rows`` without the per-file constants, as LOAD DATA text (tab-separated,
         escaped, \\N for NULL), ``rows_per_chunk`` lines at a time: (text, number of lines).
