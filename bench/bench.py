@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
     parser.add_argument("--skip-dag", action="store_true")
-    parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,dag); default all")
+    parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,ours-s3,dag); default all")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
     args = parser.parse_args()
 

@@ -7,6 +7,7 @@ Usage: load_data_ceiling.py prepare MYSQL_DB TSV_DIR FILE...   (not timed: parse
 
 from __future__ import annotations
 
+import json
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -35,7 +36,8 @@ def prepare(database: str, out: Path, files: list[str]) -> None:
         with open(out / f"{number:06d}.tsv", "w", encoding="utf-8", newline="\n") as handle:
             for text, _ in builder.tsv_chunks(records, path):
                 handle.write(text)
-        (out / f"{number:06d}.key").write_text(builder.fit_source_key(path)[0])
+        # The values the statement sets once per file (its id, its key), as the loader binds them.
+        (out / f"{number:06d}.constants").write_text(json.dumps(builder.tsv_constants(number, path)))
     (out / "statement").write_text(writer.load_data_statement)
     conn.close()
 
@@ -48,8 +50,8 @@ def _start(database: str, statement: str) -> None:
 
 def _load(path: str) -> int:
     cursor = _conn.cursor()
-    tsv = Path(path)
-    cursor.execute(_statement, (path, int(tsv.stem), tsv.with_suffix(".key").read_text()))
+    constants = json.loads(Path(path).with_suffix(".constants").read_text())
+    cursor.execute(_statement, (path, *constants))
     count = cursor.rowcount
     _conn.commit()
     return count

@@ -32,7 +32,6 @@ __all__ = [
     "file_identity",
     "StreamedRecords",
     "read_records",
-    "tsv_field",
 ]
 
 
@@ -313,9 +312,7 @@ class RowBuilder:
         self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
     ) -> Iterator[tuple[Any, ...]]:
         """Rows for one file's records, lazily, so a caller can stream them in batches."""
-        key_extra: dict[str, Any] = {}
-        if self._key_column is not None:
-            source_key = _fit(self._key_column, source_key, key_extra)
+        source_key, key_extra = self.fit_source_key(source_key)
         build = self._row
         for index, record in enumerate(records):
             yield build(record, index, file_id, source_key, key_extra)
@@ -325,6 +322,15 @@ class RowBuilder:
         """The columns of a TSV line, in order: all but the per-file constants (``TSV_CONSTANTS``),
         which LOAD DATA sets once per file instead of the server parsing them on every row."""
         return tuple(name for name in self.column_names if name not in TSV_CONSTANTS)
+
+    @property
+    def has_source_key(self) -> bool:
+        """Whether the table has the sourceKey column (tables this loader creates do)."""
+        return self._key_column is not None
+
+    def tsv_constants(self, file_id: int, source_key: str) -> tuple[Any, ...]:
+        """The values LOAD DATA sets once for a file, in the order of its SET clause."""
+        return (file_id, self.fit_source_key(source_key)[0]) if self.has_source_key else (file_id,)
 
     def fit_source_key(self, source_key: str) -> tuple[str, dict[str, Any]]:
         """The file's location as its column takes it, and what goes to extraFields if it was cut."""
@@ -359,7 +365,6 @@ TSV_CONSTANTS = frozenset({"sourceKey", "sourceFileId"})
 _FIELD, _NULL, _LINE = "\ud800", "\ud801", "\ud802"
 # LOAD DATA's default escaping: \\N is NULL; backslash, tab, newline, CR and NUL are escaped.
 _TSV_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\x00", "\\0"))
-_TSV_SPECIAL = re.compile(r"[\\\t\n\r\x00]")
 
 
 def _tsv_text(lines: list[str]) -> str:
@@ -367,14 +372,6 @@ def _tsv_text(lines: list[str]) -> str:
     for char, escaped in _TSV_ESCAPES:
         text = text.replace(char, escaped)
     return text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_LINE, "\n") + "\n"
-
-
-def tsv_field(value: Any) -> str:
-    """One value as LOAD DATA reads it (what ``tsv_chunks`` writes for it)."""
-    if value is None:
-        return "\\N"
-    text = value if type(value) is str else str(value)
-    return _TSV_SPECIAL.sub(lambda match: dict(_TSV_ESCAPES)[match.group()], text)
 
 
 def _compile_row(
@@ -417,7 +414,8 @@ def _compile_row(
                 lines.append(f"    if {var} is not None and not (type({var}) is str and {fits}):")
                 if column.max_bytes is not None:
                     # JSON objects and lists (userIdentity, requestParameters ...) as compact JSON text.
-                    lines.append(f"        if (type({var}) is dict or type({var}) is list) and {fits.replace(var, f'(j := dumps({var}).decode())')}:")
+                    json_fits = f"len(j := dumps({var}).decode()) * 4 <= {column.max_bytes}"
+                    lines.append(f"        if (type({var}) is dict or type({var}) is list) and {json_fits}:")
                     lines.append(f"            {var} = j")
                     lines.append("        else:")
                     lines.append(f"            {var} = convert(COLUMNS[{i}], {var}, extra)")
@@ -430,13 +428,12 @@ def _compile_row(
                         f"    {var} = NULL if {var} is None else '1' if {var} is True else '0' if {var} is False "
                         f"else other(convert(COLUMNS[{i}], {var}, extra))"
                     )
-                    values.append(var)
                 else:
                     lines.append(f"    if {var} is not None:")
                     lines.append(
                         f"        {var} = 1 if {var} is True else 0 if {var} is False else convert(COLUMNS[{i}], {var}, extra)"
                     )
-                    values.append(var)
+                values.append(var)
             else:
                 lines.append(f"    if {var} is not None:")
                 lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")

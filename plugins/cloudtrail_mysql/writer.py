@@ -197,7 +197,7 @@ class MySqlWriter:
             )
             self._load_data = sql.macro(
                 _LOADER_SQL, "load_data", self.table, self._builder.tsv_column_names,
-                "sourceKey" in self._builder.column_names,
+                self._builder.has_source_key,
             )
         return self._builder
 
@@ -264,7 +264,7 @@ class MySqlWriter:
             cursor.executemany(self._insert, batch)
             count += len(batch)
 
-    def _write_rows(self, cursor: Any, chunks: Iterator[tuple[str, int]], file_id: int, source_key: str) -> int:
+    def _write_rows(self, cursor: Any, chunks: Iterator[tuple[str, int]], constants: tuple[Any, ...]) -> int:
         """LOAD DATA LOCAL INFILE of the rows, written as TSV to a temporary file chunk by chunk;
         the file's id and location are set once by the statement, not sent on every line."""
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-") as handle:
@@ -273,7 +273,6 @@ class MySqlWriter:
                 handle.write(text)
                 count += lines
             handle.flush()
-            constants: tuple[Any, ...] = (file_id, source_key) if "sourceKey" in self.builder.column_names else (file_id,)
             try:
                 cursor.execute(self._load_data, (handle.name, *constants))
             except Exception as exc:
@@ -308,8 +307,9 @@ class MySqlWriter:
                 # A failed attempt left nothing; a changed file replaces its earlier rows.
                 cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
             if method == "load_data":
-                source_key, _ = builder.fit_source_key(source.location)
-                count = self._write_rows(cursor, builder.tsv_chunks(records, source.location), file_id, source_key)
+                count = self._write_rows(
+                    cursor, builder.tsv_chunks(records, source.location), builder.tsv_constants(file_id, source.location)
+                )
             else:
                 count = self._insert_rows(cursor, builder.rows(records, source.location, file_id))
             seconds = time.monotonic() - started
