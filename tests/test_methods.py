@@ -46,6 +46,16 @@ def _awkward_file(path: Path) -> int:
         {"eventTime": "2017-04-10T13:35:00.250+02:00", "eventName": "\u00e9t\u00e9 \u4e2d\u6587"},
         {"eventTime": "0999-04-10T11:35:00Z", "readOnly": "TRUE", "managementEvent": 1},
         {"eventTime": "2017-04-10 11:35:00Z", "eventCategory": ["not", "a", "string"]},
+        # One character to escape in an otherwise plain row each: a line is written unescaped only
+        # when it has exactly one backslash per NULL, one tab per field boundary and no newline,
+        # CR or NUL, so each of these must be caught by that check.
+        {"eventTime": "2017-04-10T11:37:00Z", "eventID": "\\N"},
+        {"eventTime": "2017-04-10T11:37:00Z", "requestID": "ends with a backslash\\"},
+        {"eventTime": "2017-04-10T11:37:00Z", "eventName": "a\tb"},
+        {"eventTime": "2017-04-10T11:37:00Z", "eventName": "a\nb"},
+        {"eventTime": "2017-04-10T11:37:00Z", "eventName": "a\rb"},
+        {"eventTime": "2017-04-10T11:37:00Z", "eventName": "a\u0000b"},
+        {"eventTime": "2017-04-10T11:37:00Z", "eventName": "\t", "errorCode": "\\"},
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
@@ -82,9 +92,16 @@ def test_load_data_and_insert_store_identical_rows(mysql_db: Any, tmp_path: Path
         assert found[1]["eventName"] == "\\\\" and found[1]["readOnly"] is None
         odd = mysql_db.query_dicts(
             "SELECT eventTimestamp, sharedEventID, vpcEndpointId, eventName, readOnly, managementEvent FROM via_load_data "
-            "WHERE sourceKey LIKE %s AND recordIndex >= 2 ORDER BY recordIndex", "%AWKWARD%",
+            "WHERE sourceKey LIKE %s AND recordIndex BETWEEN 2 AND 5 ORDER BY recordIndex", "%AWKWARD%",
         )
         assert [row["eventTimestamp"] for row in odd] == [None, datetime(2017, 4, 10, 11, 35), None, datetime(2017, 4, 10, 11, 35)]
         assert set(odd[0]["sharedEventID"].strip("xy")) == {"\ufffd"} and odd[0]["vpcEndpointId"] == "\x1d\x1e\x1f\x01"
         assert odd[1]["eventName"] == "\u00e9t\u00e9 \u4e2d\u6587"
         assert odd[2]["readOnly"] == 1 and odd[2]["managementEvent"] is None
+        single = mysql_db.query_dicts(
+            "SELECT eventID, requestID, eventName, errorCode FROM via_load_data WHERE sourceKey LIKE %s AND recordIndex >= 6 "
+            "ORDER BY recordIndex", "%AWKWARD%",
+        )
+        assert single[0]["eventID"] == "\\N" and single[1]["requestID"] == "ends with a backslash\\"
+        assert [row["eventName"] for row in single[2:]] == ["a\tb", "a\nb", "a\rb", "a\u0000b", "\t"]
+        assert single[6]["errorCode"] == "\\"

@@ -272,7 +272,7 @@ def _event_timestamp(value: Any) -> datetime | None:
 _fromisoformat = datetime.fromisoformat
 
 
-def _event_time_text(value: Any) -> str:
+def _event_time_text(value: Any) -> str | None:
     """eventTimestamp as LOAD DATA text: CloudTrail's own form (2017-04-10T12:34:56Z) checked and
     rewritten without building a datetime; anything else through ``_event_timestamp``."""
     if (
@@ -282,10 +282,10 @@ def _event_time_text(value: Any) -> str:
         try:
             _fromisoformat(value[:19])
         except ValueError:
-            return _NULL
+            return None
         return f"{value[:10]} {value[11:19]}"
     moment = _event_timestamp(value)
-    return _NULL if moment is None else str(moment)
+    return None if moment is None else str(moment)
 
 
 class RowBuilder:
@@ -342,12 +342,8 @@ class RowBuilder:
     def tsv_chunks(
         self, records: Iterable[dict[str, Any]], source_key: str, rows_per_chunk: int = 500
     ) -> Iterator[tuple[str, int]]:
-        """The rows of ``rows`` without the per-file constants, as LOAD DATA text (tab-separated,
-        escaped, \\N for NULL), ``rows_per_chunk`` lines at a time: (text, number of lines).
-
-        Each row is joined with sentinels (lone surrogates, which no parsed value holds) and a
-        whole chunk is escaped at once: a few str.replace passes instead of a check per field.
-        """
+        """The rows of ``records`` without the per-file constants, as LOAD DATA text (tab-separated,
+        escaped, \\N for NULL), ``rows_per_chunk`` lines at a time: (text, number of lines)."""
         _, key_extra = self.fit_source_key(source_key)
         build = self._tsv_row
         iterator = iter(enumerate(records))
@@ -355,23 +351,30 @@ class RowBuilder:
             lines = [build(record, index, key_extra) for index, record in islice(iterator, rows_per_chunk)]
             if not lines:
                 return
-            yield _tsv_text(lines), len(lines)
+            lines.append("")
+            yield "\n".join(lines), len(lines) - 1
 
 
 # The per-file values a LOAD DATA statement sets once (SET column = value), not on every line.
 TSV_CONSTANTS = frozenset({"sourceKey", "sourceFileId"})
-# Sentinels for a row being built: no parsed value holds a lone surrogate (orjson refuses them,
-# StreamedRecords replaces them), so they mark field ends, NULLs and line ends unambiguously.
-_FIELD, _NULL, _LINE = "\ud800", "\ud801", "\ud802"
-# LOAD DATA's default escaping: \\N is NULL; backslash, tab, newline, CR and NUL are escaped.
+# LOAD DATA's default format: fields end with a tab, lines with a newline, \N is NULL, and a
+# backslash, tab, newline, CR or NUL inside a value is escaped.
+_NULL = "\\N"
 _TSV_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"), ("\x00", "\\0"))
 
 
-def _tsv_text(lines: list[str]) -> str:
-    text = _LINE.join(lines)
-    for char, escaped in _TSV_ESCAPES:
-        text = text.replace(char, escaped)
-    return text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_LINE, "\n") + "\n"
+def _escaped_line(values: tuple[str | None, ...]) -> str:
+    """A TSV line whose values need escaping (the rare case: see ``_compile_row``)."""
+    fields = []
+    for value in values:
+        if value is None:
+            fields.append(_NULL)
+            continue
+        for char, escaped in _TSV_ESCAPES:
+            if char in value:
+                value = value.replace(char, escaped)
+        fields.append(value)
+    return "\t".join(fields)
 
 
 def _compile_row(
@@ -381,8 +384,12 @@ def _compile_row(
 
     Rows are built millions of times a day: unrolled, the common case (a string that fits, a
     boolean, a missing field) costs one type check, and only the rest goes through ``_convert``.
-    With ``tsv`` it returns the row as one string for ``_tsv_text`` instead (fields joined and
-    NULLs marked by sentinels, not yet escaped; without the per-file constants).
+
+    With ``tsv`` it returns the row as one LOAD DATA line instead (without the per-file
+    constants). Values are joined as they are, and the line is then checked to hold exactly one
+    backslash per NULL, one tab per field boundary and no newline, CR or NUL: a few scans in C.
+    Only a line that fails the check (a value holding one of those, which CloudTrail's JSON
+    allows but rarely has) is built again with its values escaped.
     """
     if tsv:
         lines = ["def build_row(record, index, key_extra):"]
@@ -390,19 +397,17 @@ def _compile_row(
         lines = ["def build_row(record, index, file_id, source_key, key_extra):"]
     lines += ["    get = record.get", "    extra = {}"]
     values: list[str] = []
-
-    def text(expression: str) -> str:
-        return f"(NULL if {expression} is None else {expression})" if tsv else expression
-
-    def other(expression: str) -> str:
-        return f"(NULL if {expression} is None else str({expression}))" if tsv else expression
+    nullable: list[str] = []  # TSV: the variables that may hold None
+    extra_var = ""
 
     for i, column in enumerate(columns):
         name = column.name
         var = f"v{i}"
         if tsv and name in TSV_CONSTANTS:
             continue
+        values.append(var)
         if name in fields:
+            nullable.append(var)
             lines.append(f"    {var} = get({name!r})")
             if column.kind == "text":
                 if column.max_chars is not None:
@@ -421,35 +426,32 @@ def _compile_row(
                     lines.append(f"            {var} = convert(COLUMNS[{i}], {var}, extra)")
                 else:
                     lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
-                values.append(text(var))
             elif column.kind == "bool":
                 if tsv:
                     lines.append(
-                        f"    {var} = NULL if {var} is None else '1' if {var} is True else '0' if {var} is False "
-                        f"else other(convert(COLUMNS[{i}], {var}, extra))"
+                        f"    {var} = None if {var} is None else '1' if {var} is True else '0' if {var} is False "
+                        f"else text(convert(COLUMNS[{i}], {var}, extra))"
                     )
                 else:
                     lines.append(f"    if {var} is not None:")
                     lines.append(
                         f"        {var} = 1 if {var} is True else 0 if {var} is False else convert(COLUMNS[{i}], {var}, extra)"
                     )
-                values.append(var)
             else:
                 lines.append(f"    if {var} is not None:")
-                lines.append(f"        {var} = convert(COLUMNS[{i}], {var}, extra)")
-                values.append(other(var))
+                lines.append(f"        {var} = {'text(' if tsv else '('}convert(COLUMNS[{i}], {var}, extra))")
         elif name == "eventTimestamp":
-            if tsv:
-                values.append("event_time_text(get('eventTime'))")
-            else:
-                lines.append(f"    {var} = event_timestamp(get('eventTime'))")
-                values.append(var)
+            nullable.append(var)
+            lines.append(f"    {var} = {'event_time_text' if tsv else 'event_timestamp'}(get('eventTime'))")
         elif name == "sourceKey":
-            values.append("source_key")
-        elif name in ("sourceFileId", "recordIndex"):
-            values.append("file_id" if name == "sourceFileId" else ("str(index)" if tsv else "index"))
+            lines.append(f"    {var} = source_key")
+        elif name == "sourceFileId":
+            lines.append(f"    {var} = file_id")
+        elif name == "recordIndex":
+            lines.append(f"    {var} = {'str(index)' if tsv else 'index'}")
         else:  # extraFields, once every other value is known
-            values.append(text("(dumps(extra).decode() if extra else None)"))
+            nullable.append(var)
+            extra_var = var
     lines += [
         "    if key_extra:",
         "        extra.update(key_extra)",
@@ -458,20 +460,29 @@ def _compile_row(
         "            if key not in FIELDS:",
         "                extra[key] = record[key]",
     ]
-    # Built after the statements above: extra is complete when extraFields is read.
+    if extra_var:
+        lines.append(f"    {extra_var} = dumps(extra).decode() if extra else None")
     if tsv:
-        lines.append(f"    return FIELD.join(({', '.join(values)},))")
+        marked = ", ".join(f"NULL if {v} is None else {v}" if v in nullable else v for v in values)
+        nulls = " + ".join(f"({v} is None)" for v in nullable) or "0"
+        lines += [
+            f"    line = '\\t'.join(({marked},))",
+            f"    if line.count('\\\\') == {nulls} and line.count('\\t') == {len(values) - 1} "
+            "and '\\n' not in line and '\\r' not in line and '\\x00' not in line:",
+            "        return line",
+            f"    return escaped_line(({', '.join(values)},))",
+        ]
     else:
         lines.append(f"    return ({', '.join(values)},)")
     namespace: dict[str, Any] = {
         "COLUMNS": tuple(columns),
         "FIELDS": fields,
-        "FIELD": _FIELD,
         "NULL": _NULL,
         "convert": _convert,
         "event_timestamp": _event_timestamp,
         "event_time_text": _event_time_text,
-        "other": lambda value: _NULL if value is None else str(value),
+        "escaped_line": _escaped_line,
+        "text": lambda value: None if value is None else str(value),
         "dumps": orjson.dumps,
     }
     exec(compile("\n".join(lines), "<cloudtrail_mysql row builder>", "exec"), namespace)  # noqa: S102
