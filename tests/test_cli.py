@@ -420,6 +420,41 @@ def test_non_cloudtrail_files_in_folder_are_skipped(mysql_db, sample_day: Sample
     assert mysql_db.count() == len(sample_day.events())
 
 
+def test_shared_log_archive_bucket_loads_only_cloudtrail_events(mysql_db, sample_day: SampleDay) -> None:
+    """A log-archive bucket also holds AWS Config's files, aggregated data events and kinds yet to
+    come: JSON that is no CloudTrail log. Skipped by path, none of it fails the import."""
+    account = sample_day.root / "AWSLogs" / "111122223333"
+    config = account / "Config/us-east-1/2017/4/10/ConfigSnapshot"
+    config.mkdir(parents=True)
+    (config / "111122223333_Config_us-east-1_ConfigSnapshot_20170410T000000Z_a1b2c3.json.gz").write_bytes(
+        gzip.compress(json.dumps({"fileVersion": "1.0", "configSnapshotId": "a1b2c3", "configurationItems": []}).encode())
+    )
+    aggregated = account / "CloudTrail-Aggregated/us-east-1/2017/04/10"
+    aggregated.mkdir(parents=True)
+    summary = {
+        "eventVersion": "1.0", "accountId": "111122223333", "eventId": "0b5e7c9e-0000-4000-8000-000000000001",
+        "eventCategory": "Aggregated", "eventType": "AwsAggregatedEvent", "awsRegion": "us-east-1",
+        "eventSource": "s3.amazonaws.com",
+        "timeWindow": {"windowStart": "2017-04-10T00:00:00Z", "windowEnd": "2017-04-10T00:05:00Z", "windowSize": "PT5M"},
+        "summary": {"primaryDimension": {"dimension": "eventName", "statistics": [{"name": "GetObject", "value": 1000}]}},
+    }
+    (aggregated / "111122223333_CloudTrail-Aggregated_us-east-1_20170410T0005Z_AgGrEgAtEd123456.json.gz").write_bytes(
+        gzip.compress(json.dumps({"Records": [summary]}).encode())
+    )
+    future = account / "CloudTrail-SomethingNew/us-east-1/2017/04/10"
+    future.mkdir(parents=True)
+    (future / "x.json.gz").write_bytes(gzip.compress(b'{"Records": [{"eventName": "not an event"}]}'))
+
+    result = _import(sample_day.root, mysql_db)
+    _ok(result)
+    summary_counts = _summary(result)
+    assert summary_counts["failed"] == 0
+    assert summary_counts["skipped"] == len(sample_day.digest_files) + 3
+    assert mysql_db.count() == len(sample_day.events())
+    assert mysql_db.query("SELECT COUNT(*) FROM logs WHERE eventType = 'AwsAggregatedEvent' OR eventName = 'not an event'") == [(0,)]
+    assert mysql_db.query("SELECT COUNT(*) FROM logs_files WHERE status <> 'loaded'") == [(0,)]
+
+
 # -- values ---------------------------------------------------------------------------------------
 def test_every_json_type_loads_and_reads_back(mysql_db, tmp_path: Path) -> None:
     parameters = {

@@ -26,6 +26,7 @@ LOG_NAME = f"{ACCOUNT}_CloudTrail_us-east-1_20170410T0005Z_AbCdEfGh12345678.json
 DIGEST_NAME = f"{ACCOUNT}_CloudTrail-Digest_us-east-1_management-trail_us-east-1_20170410T010000Z.json.gz"
 INSIGHT_NAME = f"{ACCOUNT}_CloudTrail-Insight_us-east-1_20170410T0000Z_QwErTyUiOp123456.json.gz"
 NETWORK_NAME = f"{ACCOUNT}_CloudTrail-NetworkActivity_us-east-1_20170410T0005Z_ZxCvBnMaSdFg1234.json.gz"
+AGGREGATED_NAME = f"{ACCOUNT}_CloudTrail-Aggregated_us-east-1_20170410T0005Z_AgGrEgAtEd123456.json.gz"
 
 
 def _gz(document: Any) -> bytes:
@@ -78,6 +79,18 @@ def _gz(document: Any) -> bytes:
         (f"AWSLogs/{ACCOUNT}/elasticloadbalancing/us-east-1/{DAY}/{ACCOUNT}_elb_x.log.gz", FileKind.OTHER),
         ("notes.gz", FileKind.OTHER),
         ("archive.json.gz.zip", FileKind.OTHER),
+        # aggregated data events: 5-minute summaries, a kind of their own
+        (f"AWSLogs/{ACCOUNT}/CloudTrail-Aggregated/us-east-1/{DAY}/{AGGREGATED_NAME}", FileKind.AGGREGATED),
+        (f"AWSLogs/o-abc123/{ACCOUNT}/CloudTrail-Aggregated/us-east-1/{DAY}/renamed.json.gz", FileKind.AGGREGATED),
+        (AGGREGATED_NAME, FileKind.AGGREGATED),
+        # other services sharing a log-archive bucket, and CloudTrail kinds this loader does not know
+        (f"AWSLogs/{ACCOUNT}/Config/us-east-1/2017/4/10/ConfigSnapshot/{ACCOUNT}_Config_us-east-1_ConfigSnapshot_20170410T000000Z_x.json.gz", FileKind.OTHER),
+        (f"s3://b/AWSLogs/o-abc123/{ACCOUNT}/Config/us-east-1/2017/4/10/ConfigHistory/{ACCOUNT}_Config_x.json.gz", FileKind.OTHER),
+        (f"AWSLogs/{ACCOUNT}/CloudTrail-SomethingNew/us-east-1/{DAY}/x.json.gz", FileKind.OTHER),
+        (f"{ACCOUNT}_CloudTrail-SomethingNew_us-east-1_20170410T0005Z_AbCdEfGh12345678.json.gz", FileKind.OTHER),
+        ("s3://b/AWSLogs/manifest.json", FileKind.OTHER),
+        # a user's own folder that merely starts like a kind folder is no CloudTrail folder
+        ("/home/me/cloudtrail-samples/events.json", FileKind.LOG),
     ],
 )
 def test_classify(name: str, kind: FileKind) -> None:
@@ -105,6 +118,8 @@ def test_wanted_kinds_follow_classify() -> None:
     assert wanted(insight, DEFAULT_KINDS | {FileKind.INSIGHT}) == (True, "")
     ok, why = wanted("notes.txt")
     assert not ok and why
+    ok, why = wanted(f"AWSLogs/{ACCOUNT}/CloudTrail-Aggregated/us-east-1/{DAY}/{AGGREGATED_NAME}")
+    assert not ok and "Aggregated" in why
 
 
 # -- file_identity --------------------------------------------------------------------------------
@@ -119,6 +134,7 @@ def test_file_identity_same_cloudtrail_file_from_folder_and_s3() -> None:
 def test_file_identity_org_trail_and_digest_names() -> None:
     assert file_identity(f"s3://b/AWSLogs/o-abc123/{ACCOUNT}/CloudTrail/us-east-1/{DAY}/{LOG_NAME}") == LOG_NAME
     assert file_identity(f"/x/{DIGEST_NAME}") == DIGEST_NAME
+    assert file_identity(f"s3://b/AWSLogs/{ACCOUNT}/CloudTrail-Aggregated/us-east-1/{DAY}/{AGGREGATED_NAME}") == AGGREGATED_NAME
 
 
 def test_file_identity_other_files_keep_full_location() -> None:

@@ -69,7 +69,7 @@ def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[
     if kind in kinds:
         return True, ""
     if kind is FileKind.OTHER:
-        return False, "not a CloudTrail .json.gz file"
+        return False, "not a CloudTrail log file (by its name and folder)"
     return False, f"{kind.value} file"
 
 

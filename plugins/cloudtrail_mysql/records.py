@@ -55,28 +55,38 @@ class FileKind(str, Enum):
     DIGEST = "CloudTrail-Digest"
     INSIGHT = "CloudTrail-Insight"
     NETWORK_ACTIVITY = "CloudTrail-NetworkActivity"
+    # 5-minute summaries of data events (timeWindow, summary), not events: never loaded.
+    AGGREGATED = "CloudTrail-Aggregated"
     OTHER = "other"
 
 
 _KIND_BY_FOLDER = {kind.value.lower(): kind for kind in FileKind if kind is not FileKind.OTHER}
 # <account>_CloudTrail[-Kind]_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz, as CloudTrail names its files.
-_CLOUDTRAIL_NAME = re.compile(
-    r"^[^_/]+_(CloudTrail(?:-Digest|-Insight|-NetworkActivity)?)_[^/]+\.json(?:\.gz)?$", re.IGNORECASE
-)
+_CLOUDTRAIL_NAME = re.compile(r"^[^_/]+_(CloudTrail(?:-[A-Za-z]+)?)_[^/]+\.json(?:\.gz)?$", re.IGNORECASE)
 
 
 def classify(name: str) -> FileKind:
-    """Tell log files from digest, Insight, network-activity and unrelated files, by path alone."""
+    """Tell log files from digest, Insight, network-activity, aggregated and unrelated files, by
+    path alone.
+
+    CloudTrail's file name decides, else the nearest CloudTrail folder. Under ``AWSLogs/`` a
+    file in no CloudTrail folder belongs to another service sharing the bucket (AWS Config,
+    ...) or is a ``CloudTrail-*`` kind this loader does not know; a file named as CloudTrail
+    names an unknown kind is one too. All are OTHER: skipped, not failed.
+    """
     lowered = name.lower()
     if not (lowered.endswith(".json.gz") or lowered.endswith(".json")):
         return FileKind.OTHER
     parts = name.replace("\\", "/").split("/")
     match = _CLOUDTRAIL_NAME.match(parts[-1])
     if match:
-        return _KIND_BY_FOLDER[match.group(1).lower()]
+        return _KIND_BY_FOLDER.get(match.group(1).lower(), FileKind.OTHER)
     for folder in reversed(parts[:-1]):
-        if folder.lower() in _KIND_BY_FOLDER:
-            return _KIND_BY_FOLDER[folder.lower()]
+        folder = folder.lower()
+        if folder in _KIND_BY_FOLDER:
+            return _KIND_BY_FOLDER[folder]
+        if folder == "awslogs":
+            return FileKind.OTHER
     # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
     return FileKind.LOG
 
