@@ -15,7 +15,8 @@ DOC_MD = """
 
 The run for day **D** loads every CloudTrail log file that CloudTrail *delivered* on D: the keys
 `[key_prefix/]AWSLogs/[<org-id>/]<account>/CloudTrail/<region>/D/` for every account and region
-found in the bucket (digest, Insight and network-activity files are left out). Those files also
+found in the bucket (digest and aggregated files are left out; Insight and network-activity files
+unless the params ask for them). Those files also
 hold events from just before midnight of D-1, as CloudTrail delivers them a few minutes late.
 
 1. D is the `day` param if given, else the run's logical date (a scheduled run for D starts at
@@ -81,6 +82,7 @@ with DAG(
         "parallel_files": Param(2, type="integer", minimum=1, maximum=16, title="Files at once per load task",
                                 description="Each on its own MySQL connection: one is parsed while another is written."),
         "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
+        "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
         "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
@@ -126,6 +128,7 @@ with DAG(
 
         client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
         kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
+        kinds += [FileKind.NETWORK_ACTIVITY] if params["include_network_activity"] else []
         folders = day_folders(
             client, params["bucket"], date.fromisoformat(day), params["key_prefix"] or "",
             accounts=params["accounts"] or None, regions=params["regions"] or None, kinds=kinds,
@@ -140,7 +143,14 @@ with DAG(
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
         return PokeReturnValue(
             is_done=True,
-            xcom_value=[{**b.as_kwargs(), "include_insight": bool(params["include_insight"])} for b in batches],
+            xcom_value=[
+                {
+                    **b.as_kwargs(),
+                    "include_insight": bool(params["include_insight"]),
+                    "include_network_activity": bool(params["include_network_activity"]),
+                }
+                for b in batches
+            ],
         )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)

@@ -661,6 +661,18 @@ def test_report_prints_the_counts(mysql_db, sample_day: SampleDay) -> None:
     assert re.search(rf"^loaded\s+{len(sample_day.log_files)}\s+{len(events)}$", output, re.M)
 
 
+def test_report_prints_null_as_null(mysql_db, tmp_path: Path) -> None:
+    """Events without eventSource (Insight events, old placeholders) are counted under NULL, not None."""
+    path = tmp_path / "no-source.json.gz"
+    records = [{"eventVersion": "1.07", "eventTime": "2017-04-10T00:00:00Z", "eventName": "x"}] * 2
+    path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+    _ok(_import(path, mysql_db))
+    result = run_cli("report", "--mysql-url", mysql_db.url)
+    _ok(result)
+    assert re.search(r"^2\s+NULL\s*$", result.stdout, re.M), result.stdout
+    assert "None" not in result.stdout
+
+
 def test_report_prints_section_titles(mysql_db, sample_day: SampleDay) -> None:
     _ok(_import(sample_day.path(sample_day.log_files[0]), mysql_db))
     result = run_cli("report", "--mysql-url", mysql_db.url)

@@ -246,15 +246,30 @@ def test_params_restrict_accounts_and_regions_and_an_empty_day_is_green(
     airflow_env: dict[str, str], cloudtrail_bucket: Any, mysql_db: Any, s3_server: str
 ) -> None:
     client, bucket, records = cloudtrail_bucket
+    network = [
+        {"eventVersion": "1.09", "eventTime": "2017-04-10T00:01:00Z", "eventSource": "kms.amazonaws.com",
+         "eventName": "Decrypt", "eventCategory": "NetworkActivity", "vpcEndpointId": "vpce-0123", "requestID": f"net-{i}"}
+        for i in range(3)
+    ]
+    client.put_object(
+        Bucket=bucket,
+        Key=f"AWSLogs/444455556666/CloudTrail-NetworkActivity/eu-west-1/{DAY:%Y/%m/%d}/"
+        f"444455556666_CloudTrail-NetworkActivity_eu-west-1_{DAY:%Y%m%d}T0005Z_NetNetNetNetNet1.json.gz",
+        Body=gzip.compress(json.dumps({"Records": network}).encode()),
+    )
     env = _connections(s3_server, mysql_db.url)
-    conf = {"bucket": bucket, "accounts": ["444455556666"], "regions": ["eu-west-1"], "table": "trail_logs", "batch_files": 1}
+    conf = {"bucket": bucket, "accounts": ["444455556666"], "regions": ["eu-west-1"], "table": "trail_logs", "batch_files": 1,
+            "include_network_activity": True}
     run = _dags_test(airflow_env, DAY, env, conf=conf)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     expected = [
         r for key, found in records.items()
         if f"/{DAY:%Y/%m/%d}/" in key and "/444455556666/CloudTrail/eu-west-1/" in key for r in found
     ]
-    assert _query(mysql_db, "SELECT COUNT(*) FROM trail_logs")[0][0] == len(expected) > 0
+    assert _query(mysql_db, "SELECT COUNT(*) FROM trail_logs")[0][0] == len(expected) + len(network)
+    assert _query(mysql_db, "SELECT requestID FROM trail_logs WHERE eventCategory = 'NetworkActivity' ORDER BY recordIndex") == [
+        (r["requestID"],) for r in network
+    ]
 
     # A day with no files at all is a normal, successful run.
     empty = _dags_test(airflow_env, date(2016, 1, 1), env, conf={"bucket": bucket})

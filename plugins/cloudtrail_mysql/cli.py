@@ -270,6 +270,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    # SQL's NULL as NULL, not as Python's None (records without eventSource, e.g. Insight events).
+    rows = [tuple("NULL" if value is None else value for value in row) for row in rows]
     widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
     print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
     for row in rows:

@@ -38,6 +38,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
     :param aws_conn_id: Airflow connection for S3 (``endpoint_url`` in its extra for MinIO and tests)
     :param mysql_conn_id: Airflow connection for MySQL
     :param include_insight: also load CloudTrail-Insight files
+    :param include_network_activity: also load CloudTrail-NetworkActivity files
     :param load_method: "auto" (LOAD DATA LOCAL INFILE where the server allows it, else INSERTs),
         "load_data" or "insert"
     :param parallel_files: files loaded at once by this task, each on its own MySQL connection
@@ -64,6 +65,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         aws_conn_id: str | None = "aws_default",
         mysql_conn_id: str = "mysql_default",
         include_insight: bool = False,
+        include_network_activity: bool = False,
         load_method: str = "auto",
         parallel_files: int | str = 2,
         **kwargs: Any,
@@ -79,6 +81,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.mysql_conn_id = mysql_conn_id
         self.include_insight = include_insight
+        self.include_network_activity = include_network_activity
         self.load_method = load_method
         self.parallel_files = parallel_files
 
@@ -104,6 +107,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         # local_infile lets the writer use LOAD DATA LOCAL INFILE where the server allows it.
         hook = MySqlHook(mysql_conn_id=self.mysql_conn_id, local_infile=self.load_method != "insert")
         kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if self.include_insight else set())
+        kinds |= {FileKind.NETWORK_ACTIVITY} if self.include_network_activity else set()
         started = time.monotonic()
         counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
         rows = 0
