@@ -9,6 +9,7 @@ import gzip
 import json
 import re
 import secrets
+import shutil
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -255,6 +256,42 @@ def test_import_twice_is_idempotent(mysql_db, sample_day: SampleDay) -> None:
     }
     assert _dump(mysql_db) == before
     assert _manifest(mysql_db) == manifest_before
+
+
+def test_changed_file_replaces_its_rows_on_the_next_import(mysql_db, sample_day: SampleDay) -> None:
+    """A file rewritten in place (same name, new content) is loaded again and its earlier rows
+    go; the others stay as they are."""
+    _ok(_import(sample_day.root, mysql_db))
+    changed = sample_day.path(sample_day.log_files[0])
+    records = read_events(changed)
+    kept = [dict(record, eventName=record["eventName"][::-1]) for record in records[:-1]]
+    changed.write_bytes(gzip.compress(json.dumps({"Records": kept}).encode()))
+
+    result = _import(sample_day.root, mysql_db)
+
+    _ok(result)
+    assert _summary(result)["loaded"] == 1
+    assert _summary(result)["already_loaded"] == len(sample_day.log_files) - 1
+    assert mysql_db.count() == len(sample_day.events())
+    assert mysql_db.query("SELECT eventName FROM logs WHERE sourceKey = %s ORDER BY recordIndex", str(changed)) == [
+        (record["eventName"],) for record in kept
+    ]
+
+
+def test_two_copies_of_a_new_file_in_one_import_are_loaded_once(mysql_db, sample_day: SampleDay, tmp_path: Path) -> None:
+    """New files are loaded without a manifest check each; two copies of one file, loaded at the
+    same time by two workers, still end up in the table once (claiming the manifest row settles it)."""
+    root = tmp_path / "both"
+    shutil.copytree(sample_day.root, root / "a")
+    shutil.copytree(sample_day.root, root / "b")
+
+    result = _import(root, mysql_db)
+
+    _ok(result)
+    summary = _summary(result)
+    assert summary["loaded"] == summary["already_loaded"] == len(sample_day.log_files)
+    assert summary["rows"] == mysql_db.count() == len(sample_day.events())
+    assert mysql_db.query("SELECT COUNT(*) FROM logs_files") == [(len(sample_day.log_files),)]
 
 
 @pytest.mark.parametrize("first", ["folder", "s3"])

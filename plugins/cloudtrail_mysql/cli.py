@@ -116,25 +116,28 @@ def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind], m
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
 
 
-def _load_in_worker(source: SourceFile) -> FileResult:
+def _load_in_worker(job: tuple[SourceFile, bool]) -> FileResult:
     from cloudtrail_mysql.sources import fetch, s3_client
 
+    source, in_manifest = job
     if source.location.startswith("s3://") and _worker["client"] is None:
         _worker["client"] = s3_client()
-    return load_file(source, lambda s: fetch(s, _worker["client"]), _worker["writer"], _worker["kinds"])
+    return load_file(
+        source, lambda s: fetch(s, _worker["client"]), _worker["writer"], _worker["kinds"], check_manifest=in_manifest
+    )
 
 
 def _results(
-    sources: list[SourceFile], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
+    jobs: list[tuple[SourceFile, bool]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
 ) -> Iterable[FileResult]:
-    if workers <= 1 or len(sources) <= 1:
+    if workers <= 1 or len(jobs) <= 1:
         _start_worker(target, table, kinds, method)
-        for source in sources:
-            yield _load_in_worker(source)
+        for job in jobs:
+            yield _load_in_worker(job)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method)) as pool:
-        yield from pool.imap_unordered(_load_in_worker, sources, chunksize=1)
+        yield from pool.imap_unordered(_load_in_worker, jobs, chunksize=1)
 
 
 def _progress(total: int) -> Any:
@@ -179,6 +182,16 @@ def ensure_database(target: MySqlTarget, table: str) -> None:
         conn.close()
 
 
+def known_files(target: MySqlTarget, table: str, sources: Sequence[SourceFile]) -> set[str]:
+    """The locations among ``sources`` that the manifest has a row for. The others are new, and
+    are loaded without a manifest check each (one query per 500 files instead of two per file)."""
+    conn = target.connect()
+    try:
+        return MySqlWriter(conn, table).in_manifest(sources)
+    finally:
+        conn.close()
+
+
 def run_import(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
@@ -193,6 +206,7 @@ def run_import(args: argparse.Namespace) -> int:
     sources = list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
+    known = known_files(target, table, sources)
     workers = max(1, args.workers or os.cpu_count() or 1)
     print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
@@ -204,7 +218,8 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        for result in _results(sources, workers, target, table, frozenset(kinds), args.method):
+        jobs = [(source, source.location in known) for source in sources]
+        for result in _results(jobs, workers, target, table, frozenset(kinds), args.method):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":

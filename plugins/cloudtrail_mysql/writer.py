@@ -211,21 +211,41 @@ class MySqlWriter:
     # -- manifest -------------------------------------------------------------------------
     def loaded(self, sources: Sequence[SourceFile]) -> set[str]:
         """Locations among ``sources`` that are already loaded with the same content."""
-        by_hash = {source.name_hash: source for source in sources}
-        if not by_hash:
-            return set()
+        return {
+            source.location
+            for source, status, etag, size in self._manifest_rows(sources)
+            if _same_content(status, etag, size, source)
+        }
+
+    def in_manifest(self, sources: Sequence[SourceFile]) -> set[str]:
+        """Locations among ``sources`` that the manifest has a row for, whatever its status.
+
+        The others were never seen: they need no manifest check before they are read (claiming
+        the file's row when it is loaded still settles a race between two copies of it).
+        """
+        return {source.location for source, *_ in self._manifest_rows(sources)}
+
+    def _manifest_rows(self, sources: Sequence[SourceFile], per_query: int = 500) -> list[tuple[SourceFile, Any, Any, Any]]:
+        """(source, status, etag, size) for each of ``sources`` the manifest has a row for."""
+        by_hash: dict[str, list[SourceFile]] = {}
+        for source in sources:
+            by_hash.setdefault(source.name_hash, []).append(source)
+        hashes = list(by_hash)
+        if not hashes:
+            return []
+        found: list[tuple[Any, ...]] = []
         cursor = self.conn.cursor()
-        cursor.execute(
-            sql.macro(_LOADER_SQL, "find_files", self.table, len(by_hash)), tuple(by_hash)
-        )
-        found = cursor.fetchall()
+        for start in range(0, len(hashes), per_query):
+            part = tuple(hashes[start : start + per_query])
+            cursor.execute(sql.macro(_LOADER_SQL, "find_files", self.table, len(part)), part)
+            found.extend(cursor.fetchall())
         cursor.close()
         self.conn.commit()
-        return {
-            by_hash[name_hash].location
+        return [
+            (source, status, etag, size)
             for name_hash, status, etag, size in found
-            if _same_content(status, etag, size, by_hash[name_hash])
-        }
+            for source in by_hash[name_hash]
+        ]
 
     def record_failure(self, source: SourceFile, error: str) -> None:
         """Note a file that could not be loaded, so that it can be seen and retried."""
