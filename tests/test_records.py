@@ -210,6 +210,12 @@ def test_read_records_errors_name_the_source(data: bytes, reason: str) -> None:
     assert error.source == SOURCE
 
 
+def test_read_records_number_beyond_a_double_is_a_clear_error() -> None:
+    data = b'{"Records": [{"eventName": "x", "requestParameters": {"n": 1e400}}]}'
+    with pytest.raises(CloudTrailFileError, match=r"big\.json: a number too large to store: 1e400"):
+        read_records(data, "big.json")
+
+
 def test_read_records_digest_file_raises_digest_file() -> None:
     digest = {
         "awsAccountId": ACCOUNT,

@@ -218,10 +218,25 @@ def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
     Python's json reads it; what is not Unicode becomes U+FFFD, so every event is kept.
     """
     try:
-        document = json.loads(data.decode("utf-8", errors="replace"))
+        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float)
+    except _NumberOutOfRange as exc:
+        raise CloudTrailFileError(source, f"a number too large to store: {exc}") from None
     except ValueError:
         raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
     return _replace_surrogates(document)
+
+
+class _NumberOutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refusing one beyond a double's range (1e400) rather than
+    storing it as infinity, which JSON cannot write."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NumberOutOfRange(text[:40])
+    return value
 
 
 def _replace_surrogates(value: Any) -> Any:
