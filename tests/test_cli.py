@@ -157,6 +157,20 @@ def test_import_s3_prefix(mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
     assert _summary(result)["loaded"] == len(others)
 
 
+def test_import_s3_prefix_with_url_characters(mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
+    """'#', '?', '%' and spaces are characters of an S3 key, not parts of a URL."""
+    client, bucket = s3_bucket
+    prefix = "odd prefix #1 ?x=%41 \u00e9"
+    keys = upload_files(client, bucket, sample_day.log_files, prefix=prefix)
+
+    result = _import(f"s3://{bucket}/{prefix}/", mysql_db, env=s3_env)
+
+    _ok(result)
+    assert _summary(result)["loaded"] == len(sample_day.log_files)
+    assert mysql_db.count() == len(sample_day.events())
+    assert {r[0] for r in mysql_db.query("SELECT DISTINCT sourceKey FROM logs")} == {f"s3://{bucket}/{key}" for key in keys}
+
+
 def test_import_org_trail_folder(mysql_db, tmp_path: Path) -> None:
     day = make_sample_day(tmp_path / "org", records=200, organization_id="o-abc123def4")
     assert all("/o-abc123def4/" in f"/{f.key}" for f in day.files)

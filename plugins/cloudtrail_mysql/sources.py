@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
 from cloudtrail_mysql.writer import SourceFile
 
@@ -30,10 +29,13 @@ class S3Location(tuple):
 
 
 def parse_s3_uri(uri: str) -> S3Location:
-    parts = urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
+    """Bucket and key of s3://bucket/key. The key is everything after the bucket, as S3 has it:
+    '#', '?' or '%' in a key are characters of the key, not a URL's fragment, query or escapes."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme != "s3" or not sep or not bucket:
         raise ValueError(f"not an S3 URI: {uri!r} (expected s3://bucket/key or s3://bucket/prefix/)")
-    return S3Location((parts.netloc, parts.path.lstrip("/")))
+    return S3Location((bucket, key.lstrip("/")))
 
 
 def s3_client() -> Any:
