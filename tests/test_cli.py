@@ -744,6 +744,46 @@ def test_report_on_missing_database_is_a_clear_error(mysql_server) -> None:
     assert not database_exists(absent)
 
 
+# -- LOAD DATA refused ----------------------------------------------------------------------------
+@pytest.fixture
+def local_infile_off(mysql_db) -> Any:
+    """The server refusing LOAD DATA LOCAL, as MySQL 8 does by default (a global setting: restored
+    afterwards; the tests of this suite run one at a time)."""
+    (before,) = mysql_db.query("SELECT @@GLOBAL.local_infile")[0]
+    mysql_db.query("SET GLOBAL local_infile = 0")
+    try:
+        yield
+    finally:
+        mysql_db.query("SET GLOBAL local_infile = %s", int(before))
+
+
+def test_load_data_refused_by_the_client_falls_back_to_inserts(mysql_db, sample_day: SampleDay) -> None:
+    result = run_cli("import", sample_day.root, "--mysql-url", f"{mysql_db.url}?local_infile=0", *WORKERS)
+    _ok(result)
+    assert _summary(result)["loaded"] == len(sample_day.log_files)
+    assert _request_ids(mysql_db) == Counter(e["requestID"] for e in sample_day.events())
+
+
+def test_load_data_refused_by_the_server_falls_back_to_inserts(mysql_db, sample_day: SampleDay, local_infile_off) -> None:
+    result = _import(sample_day.root, mysql_db)
+    _ok(result)
+    assert _summary(result)["loaded"] == len(sample_day.log_files)
+    assert _request_ids(mysql_db) == Counter(e["requestID"] for e in sample_day.events())
+
+
+def test_load_data_asked_for_but_refused_stops_with_what_to_do(mysql_db, sample_day: SampleDay, local_infile_off) -> None:
+    result = _import(sample_day.root, mysql_db, "--method", "load_data")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "LOAD DATA LOCAL INFILE is refused" in result.stderr and "method auto or insert" in result.stderr
+    assert mysql_db.count() == 0
+
+
+def test_mysql_url_option_that_must_be_a_number(mysql_db, sample_day: SampleDay) -> None:
+    result = run_cli("import", sample_day.root, "--mysql-url", f"{mysql_db.url}?connect_timeout=soon")
+    assert result.returncode == 2
+    assert "connect_timeout must be a whole number" in result.stderr and "Traceback" not in result.stderr
+
+
 # -- credentials ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["import", "report"])
 def test_bad_password_is_a_clear_error_without_the_password(command: str, mysql_db, sample_day: SampleDay) -> None:

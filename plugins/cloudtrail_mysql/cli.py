@@ -39,6 +39,10 @@ class MySqlConnectError(ConnectionError):
         self.code = code
 
 
+# mysqlclient options that take a number; a URL gives every option as text.
+_INTEGER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "local_infile", "compress", "client_flag"})
+
+
 @dataclass(frozen=True)
 class MySqlTarget:
     """Connection settings from a mysql:// URL; ``describe`` shows them without the password."""
@@ -90,8 +94,11 @@ class MySqlTarget:
         import MySQLdb
 
         kwargs: dict[str, Any] = dict(self.options)
-        if "connect_timeout" in kwargs:
-            kwargs["connect_timeout"] = int(kwargs["connect_timeout"])
+        for name in _INTEGER_OPTIONS.intersection(kwargs):
+            try:
+                kwargs[name] = int(kwargs[name])
+            except ValueError:
+                raise ValueError(f"the MySQL URL option {name} must be a whole number") from None
         kwargs.update(host=self.host, port=self.port, user=self.user, password=self.password, charset="utf8mb4")
         kwargs.setdefault("local_infile", 1)  # lets the writer use LOAD DATA LOCAL INFILE when the server allows
         # Bounded waits: a connection killed while a file is streamed must fail (and be retried),

@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, mysql_error_code
+from cloudtrail_mysql.writer import FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, mysql_error_code
 
 __all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "load_files", "setup_error", "wanted"]
 
@@ -163,6 +163,10 @@ def _load_file(
             return FileResult(source.location, "skipped", detail="CloudTrail digest file")
         except CloudTrailFileError as exc:
             return _failed(writer, source, str(exc), started)
+        except LoadDataUnavailable as exc:  # only when LOAD DATA was asked for, not auto
+            raise MySqlSetupError(
+                f"LOAD DATA LOCAL INFILE is refused ({exc}); load with the method auto or insert"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
             refusal = setup_error(exc)
             if refusal is not None:

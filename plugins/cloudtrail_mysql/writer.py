@@ -79,7 +79,7 @@ class LoadDataUnavailable(RuntimeError):
 
 
 # Not allowed with this MySQL version / local data disabled / rejected by the client.
-_LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 1227})
+_LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 4166, 1227})
 
 
 def mysql_error_code(exc: BaseException) -> int | None:
