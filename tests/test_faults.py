@@ -674,6 +674,41 @@ def test_duplicate_delivery_kept_in_logs_counted_once_in_summaries(mysql_db, tmp
     assert mysql_db.query("SELECT SUM(events) FROM logs_daily_events") == [(expected_events,)]
 
 
+@contextmanager
+def _primary_keys_required(db: Any) -> Iterator[None]:
+    """The server refusing tables without a primary key, as managed databases often do: MariaDB's
+    innodb_force_primary_key, MySQL's sql_require_primary_key (global: restored afterwards)."""
+    variable = "innodb_force_primary_key" if db.query("SELECT VERSION()")[0][0].lower().find("mariadb") >= 0 else "sql_require_primary_key"
+    (before,) = db.query(f"SELECT @@GLOBAL.{variable}")[0]
+    db.query(f"SET GLOBAL {variable} = 1")
+    try:
+        yield
+    finally:
+        db.query(f"SET GLOBAL {variable} = %s", int(before))
+
+
+def test_tables_indexes_and_summaries_on_a_server_that_requires_primary_keys(mysql_db, tmp_path: Path) -> None:
+    from cloudtrail_mysql import sql
+
+    day = make_sample_day(tmp_path / "ct", records=300)
+    events = day.events()
+    with _primary_keys_required(mysql_db):
+        _ok(_import(day.root, mysql_db, "--workers", "1"))
+        conn = mysql_db.connect()
+        try:
+            cursor = conn.cursor()
+            for statement in sql.split_statements(sql.render("create_indexes.sql", table="logs")):
+                cursor.execute(statement)
+        finally:
+            conn.close()
+        _run_summaries(mysql_db, DAY)
+    assert mysql_db.count() == len(events)
+    timed = [e for e in events if re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(e.get("eventTime")))]
+    expected = len({e["eventID"] for e in timed if "eventID" in e}) + sum(1 for e in timed if "eventID" not in e)
+    assert expected > 0
+    assert mysql_db.query("SELECT SUM(events) FROM logs_daily_events") == [(expected,)]
+
+
 # -- 7. hostile input through the command -----------------------------------------------------------
 @pytest.fixture(params=[(), ("--method", "insert")], ids=["default-method", "insert"])
 def write_path(request: pytest.FixtureRequest) -> tuple[str, ...]:

@@ -15,7 +15,9 @@ FROM `{{ params.table }}_files` f
 JOIN `{{ params.table }}` l ON l.sourceFileId = f.id
 WHERE f.delivery_day = %(day)s AND f.status = 'loaded' AND l.eventTimestamp IS NOT NULL;
 
-CREATE TEMPORARY TABLE day_events AS
+-- Every table gets a primary key, temporary ones too: servers may require one (MySQL's
+-- sql_require_primary_key, MariaDB's innodb_force_primary_key, common on managed databases).
+CREATE TEMPORARY TABLE day_events (row_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) AS
 SELECT event_day, event_hour, event_source, event_name, error_code, source_ip, principal
 FROM (
     SELECT t.event_day,
