@@ -62,8 +62,32 @@ def _awkward_file(path: Path) -> int:
     return len(records)
 
 
+# The server's sql_mode as a DBA may set it: '\\t' is two characters in SQL text under
+# NO_BACKSLASH_ESCAPES, double quotes name identifiers under ANSI_QUOTES.
+STRICT_SQL_MODE = "STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,ANSI_QUOTES,ONLY_FULL_GROUP_BY,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION"
+
+
+@pytest.fixture(params=["default", "strict"])
+def server_sql_mode(request: pytest.FixtureRequest, mysql_db: Any) -> Any:
+    """The server's default sql_mode, or a strict one set globally for new connections (restored
+    afterwards; the tests of this suite run one at a time)."""
+    if request.param == "default":
+        yield request.param
+        return
+    (before,) = mysql_db.query("SELECT @@GLOBAL.sql_mode")[0]
+    mysql_db.query("SET GLOBAL sql_mode = %s", STRICT_SQL_MODE)
+    try:
+        yield request.param
+    finally:
+        mysql_db.query("SET GLOBAL sql_mode = %s", before)
+
+
 @pytest.mark.parametrize("with_awkward_values", [False, True])
-def test_load_data_and_insert_store_identical_rows(mysql_db: Any, tmp_path: Path, with_awkward_values: bool) -> None:
+def test_load_data_and_insert_store_identical_rows(
+    mysql_db: Any, tmp_path: Path, with_awkward_values: bool, server_sql_mode: str
+) -> None:
+    if server_sql_mode == "strict":
+        assert "NO_BACKSLASH_ESCAPES" in mysql_db.query("SELECT @@SESSION.sql_mode")[0][0]
     root = tmp_path / "files"
     make_sample_day(root, records=300, insight=False)
     extra = 0

@@ -29,10 +29,12 @@ INSERT INTO `{{ table }}` ({% for column in columns %}`{{ column }}`{% if not lo
 
 {#- The same rows as TSV (LOAD DATA's default escaping, \N for NULL), without the file's id and
     location: the statement sets those once (the server parses every byte of every line, so
-    repeating them on each line costs). The file name and both values are bound. -#}
+    repeating them on each line costs). The file name and both values are bound. Tab, backslash
+    and newline are written as hex literals: '\t' means two characters under the sql_mode
+    NO_BACKSLASH_ESCAPES. -#}
 {% macro load_data(table, columns, with_source_key) -%}
 LOAD DATA LOCAL INFILE %s INTO TABLE `{{ table }}` CHARACTER SET utf8mb4
-FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'
+FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A'
 ({% for column in columns %}`{{ column }}`{% if not loop.last %}, {% endif %}{% endfor %})
 SET sourceFileId = %s{% if with_source_key %}, sourceKey = %s{% endif %}
 {%- endmacro %}
