@@ -988,3 +988,68 @@ def test_load_files_in_threads_loads_each_file_once_and_stops_on_a_refusal(mysql
         for writer in writers:
             writer.conn.close()
     assert mysql_db.count() == 0
+
+
+@pytest.mark.parametrize("writers_count", [1, 2])
+def test_read_ahead_overlaps_reads_and_loads_each_file_once(mysql_db, sample_day, tmp_path: Path, writers_count: int) -> None:
+    """Files read ahead in threads (for S3, where each GET waits): reads overlap, every file is
+    loaded once and in order, a file that cannot be read is named, digest files and files already
+    loaded are not read at all, and nothing is left running."""
+    import threading
+
+    import MySQLdb
+
+    from cloudtrail_mysql.loader import load_files
+    from cloudtrail_mysql.sources import fetch as read_file
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    def connect() -> Any:
+        return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
+
+    lock = threading.Lock()
+    reading = {"now": 0, "most": 0}
+    calls: Counter = Counter()
+    gone = sample_day.path(sample_day.log_files[3])
+
+    def slow_fetch(source: Any) -> bytes:
+        with lock:
+            calls[source.location] += 1
+            reading["now"] += 1
+            reading["most"] = max(reading["most"], reading["now"])
+        try:
+            time.sleep(0.03)  # an S3 GET's wait
+            if source.location == str(gone):
+                raise FileNotFoundError(f"{source.location}: NoSuchKey")
+            return read_file(source)
+        finally:
+            with lock:
+                reading["now"] -= 1
+
+    # Listed with sizes and ETags, as an S3 listing gives them.
+    sources = [SourceFile(str(sample_day.path(item)), size=len(item.body), etag=f"etag-{i}") for i, item in enumerate(sample_day.files)]
+    threads_before = threading.active_count()
+    writers = [MySqlWriter(connect(), "logs", connect=connect) for _ in range(writers_count)]
+    writers[0].ensure_schema()
+
+    results = list(load_files(sources, slow_fetch, writers, read_ahead=4))
+
+    assert [r.location for r in results] == [s.location for s in sources]
+    assert reading["most"] >= 2, "reads did not overlap"
+    statuses = Counter(r.status for r in results)
+    assert statuses == Counter({"loaded": len(sample_day.log_files) - 1, "failed": 1, "skipped": len(sample_day.digest_files)})
+    assert str(gone) in next(r for r in results if r.status == "failed").detail
+    expected = sum(len(read_events(sample_day.path(item))) for item in sample_day.log_files if sample_day.path(item) != gone)
+    assert mysql_db.count() == expected
+    assert not any(calls[str(sample_day.path(item))] for item in sample_day.digest_files)
+    assert all(calls[str(sample_day.path(item))] == 1 for item in sample_day.log_files)
+
+    # Again: the loaded files are not read again (the manifest says so first), nothing is added.
+    calls.clear()
+    again = list(load_files(sources, slow_fetch, writers, read_ahead=4))
+    assert Counter(r.status for r in again)["already_loaded"] == len(sample_day.log_files) - 1
+    assert mysql_db.count() == expected
+    assert set(calls) == {str(gone)}  # only the file that failed is read again
+    for writer in writers:
+        writer.conn.close()
+    time.sleep(0.2)
+    assert threading.active_count() <= threads_before

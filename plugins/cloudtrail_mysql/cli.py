@@ -11,6 +11,7 @@ the password is never printed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_file, setup_error
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
@@ -123,28 +124,52 @@ def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind], m
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
 
 
-def _load_in_worker(job: tuple[SourceFile, bool]) -> FileResult:
+# Files of S3 read ahead by each worker while it parses and writes (an S3 GET waits tens of ms).
+READ_AHEAD_FILES = 8
+# A task is a few files (fewer IPC round trips, and room to read ahead), small enough to share
+# the work out evenly at the end.
+MAX_FILES_PER_TASK = 16
+
+
+@dataclass(frozen=True)
+class _Task:
+    sources: tuple[SourceFile, ...]
+    in_manifest: bool  # whether these files may be in the manifest already (checked one by one)
+
+
+def _tasks(sources: Sequence[SourceFile], known: set[str], workers: int) -> list[_Task]:
+    per_task = max(1, min(MAX_FILES_PER_TASK, -(-len(sources) // (workers * 4))))
+    tasks = []
+    for in_manifest in (False, True):
+        group = [source for source in sources if (source.location in known) is in_manifest]
+        tasks += [_Task(tuple(group[i : i + per_task]), in_manifest) for i in range(0, len(group), per_task)]
+    return tasks
+
+
+def _load_in_worker(task: _Task) -> list[FileResult]:
     from cloudtrail_mysql.sources import fetch, s3_client
 
-    source, in_manifest = job
-    if source.location.startswith("s3://") and _worker["client"] is None:
+    from_s3 = task.sources[0].location.startswith("s3://")
+    if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
-    return load_file(
-        source, lambda s: fetch(s, _worker["client"]), _worker["writer"], _worker["kinds"], check_manifest=in_manifest
-    )
+    return list(load_files(
+        task.sources, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
+        check_manifest=task.in_manifest, read_ahead=READ_AHEAD_FILES if from_s3 else 0,
+    ))
 
 
 def _results(
-    jobs: list[tuple[SourceFile, bool]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
+    tasks: list[_Task], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
 ) -> Iterable[FileResult]:
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or len(tasks) <= 1:
         _start_worker(target, table, kinds, method)
-        for job in jobs:
-            yield _load_in_worker(job)
+        for task in tasks:
+            yield from _load_in_worker(task)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method)) as pool:
-        yield from pool.imap_unordered(_load_in_worker, jobs, chunksize=1)
+        for results in pool.imap_unordered(_load_in_worker, tasks, chunksize=1):
+            yield from results
 
 
 def _progress(total: int) -> Any:
@@ -189,12 +214,15 @@ def ensure_database(target: MySqlTarget, table: str) -> None:
         conn.close()
 
 
-def known_files(target: MySqlTarget, table: str, sources: Sequence[SourceFile]) -> set[str]:
-    """The locations among ``sources`` that the manifest has a row for. The others are new, and
-    are loaded without a manifest check each (one query per 500 files instead of two per file)."""
+def manifest_state(target: MySqlTarget, table: str, sources: Sequence[SourceFile]) -> tuple[set[str], set[str]]:
+    """What the manifest says of ``sources``, one query per 500 files: the S3 files already loaded
+    with the same ETag (not read again), and every file it has a row for. Files it has no row
+    for are new, and are loaded without a manifest check each. A local file with a row is
+    checked when it is read (by its MD5, which only reading it gives)."""
     conn = target.connect()
     try:
-        return MySqlWriter(conn, table).in_manifest(sources)
+        writer = MySqlWriter(conn, table)
+        return writer.loaded([source for source in sources if source.etag is not None]), writer.in_manifest(sources)
     finally:
         conn.close()
 
@@ -213,7 +241,7 @@ def run_import(args: argparse.Namespace) -> int:
     sources = list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
-    known = known_files(target, table, sources)
+    done, known = manifest_state(target, table, sources)
     workers = max(1, args.workers or os.cpu_count() or 1)
     print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
@@ -225,8 +253,9 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        jobs = [(source, source.location in known) for source in sources]
-        for result in _results(jobs, workers, target, table, frozenset(kinds), args.method):
+        already = [FileResult(source.location, "already_loaded", detail="in the manifest") for source in sources if source.location in done]
+        tasks = _tasks([source for source in sources if source.location not in done], known, workers)
+        for result in itertools.chain(already, _results(tasks, workers, target, table, frozenset(kinds), args.method)):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":

@@ -19,15 +19,17 @@ import gc
 import hashlib
 import logging
 import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
 from cloudtrail_mysql.writer import FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, mysql_error_code
 
-__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "load_file", "load_files", "setup_error", "wanted"]
+__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "ReadAhead", "load_file", "load_files", "setup_error", "wanted"]
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +98,97 @@ def load_file(
             gc.enable()
 
 
+class ReadAhead:
+    """A fetch function that reads the next files ahead, in threads, while earlier ones are
+    parsed and written: an S3 GET waits tens of milliseconds, which file after file would
+    otherwise be waited for one by one.
+
+    Files are read in the order given, at most ``files`` (and about ``max_bytes`` by their
+    listed sizes) ahead of the one being loaded. A file asked for again (a retry) or out of
+    turn is read directly. ``close`` stops what is still pending.
+    """
+
+    def __init__(
+        self, sources: Sequence[SourceFile], fetch: Callable[[SourceFile], bytes], files: int = 8,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._fetch = fetch
+        self._files = max(1, files)
+        self._max_bytes = max_bytes
+        self._upcoming: deque[SourceFile] = deque(sources)
+        self._pending: dict[str, tuple[Future[bytes], int]] = {}
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(self._files, thread_name_prefix="cloudtrail-read-ahead")
+        with self._lock:
+            self._top_up()
+
+    def _top_up(self) -> None:
+        while self._upcoming and len(self._pending) < self._files and (
+            not self._pending or self._pending_bytes < self._max_bytes
+        ):
+            source = self._upcoming.popleft()
+            size = source.size or 0
+            self._pending[source.location] = (self._pool.submit(self._fetch, source), size)
+            self._pending_bytes += size
+
+    def __call__(self, source: SourceFile) -> bytes:
+        with self._lock:
+            ahead = self._pending.pop(source.location, None)
+            if ahead is not None:
+                self._pending_bytes -= ahead[1]
+                self._top_up()
+        if ahead is None:
+            return self._fetch(source)
+        return ahead[0].result()
+
+    def done(self, location: str) -> None:
+        """The file is dealt with: a read ahead that it never asked for (already loaded) goes."""
+        with self._lock:
+            ahead = self._pending.pop(location, None)
+            if ahead is None:
+                return
+            self._pending_bytes -= ahead[1]
+            self._top_up()
+        ahead[0].cancel()
+
+    def close(self) -> None:
+        with self._lock:
+            self._upcoming.clear()
+            pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def load_files(
     sources: Sequence[SourceFile],
     fetch: Callable[[SourceFile], bytes],
     writers: Sequence[MySqlWriter],
     kinds: Collection[FileKind] = DEFAULT_KINDS,
     check_manifest: bool = True,
+    read_ahead: int = 0,
 ) -> Iterator[FileResult]:
     """``load_file`` for each source, one thread per writer (each with its own connection).
 
     Parsing holds the GIL but MySQL's work does not: while one thread parses a file, another
     file's LOAD DATA (or INSERTs) runs in the server, so a single process keeps both busy.
+    With ``read_ahead``, that many files are fetched ahead (``ReadAhead``; for S3).
     A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
     """
+    if read_ahead > 0:
+        # Not read ahead: files not to load, and (by one query) files the manifest has as loaded.
+        done = writers[0].loaded([s for s in sources if s.etag is not None]) if check_manifest else set()
+        ahead = ReadAhead(
+            [s for s in sources if s.location not in done and wanted(s.location, kinds)[0]], fetch, read_ahead
+        )
+        try:
+            for result in load_files(sources, ahead, writers, kinds, check_manifest):
+                ahead.done(result.location)
+                yield result
+        finally:
+            ahead.close()
+        return
     if len(writers) <= 1 or len(sources) <= 1:
         for source in sources:
             yield load_file(source, fetch, writers[0], kinds, check_manifest)

@@ -43,6 +43,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
         "load_data" or "insert"
     :param parallel_files: files loaded at once by this task, each on its own MySQL connection
         (threads: while one file is parsed, another is written by the server)
+    :param read_ahead_files: files read from S3 ahead of the ones being loaded (threads: an S3
+        GET waits tens of milliseconds; at most about 64 MB ahead)
     :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
     """
 
@@ -68,6 +70,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         include_network_activity: bool = False,
         load_method: str = "auto",
         parallel_files: int | str = 2,
+        read_ahead_files: int = 8,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,6 +87,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.include_network_activity = include_network_activity
         self.load_method = load_method
         self.parallel_files = parallel_files
+        self.read_ahead_files = read_ahead_files
 
     def _sources(self, client: Any) -> list[SourceFile]:
         from cloudtrail_mysql.layout import iter_batch, iter_range
@@ -124,7 +128,9 @@ class CloudTrailToMySqlOperator(BaseOperator):
             # The hook caches its Airflow connection, so the threads' reconnects only dial MySQL.
             for _ in range(min(max(1, int(self.parallel_files)), len(todo)) - 1):
                 writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
-            for result in load_files(todo, lambda s: fetch(s, client), writers, kinds, check_manifest=False):
+            for result in load_files(
+                todo, lambda s: fetch(s, client), writers, kinds, check_manifest=False, read_ahead=int(self.read_ahead_files)
+            ):
                 counts[result.status] += 1
                 rows += result.rows
                 if result.status == "failed":
