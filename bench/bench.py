@@ -15,6 +15,9 @@ All in one run, against the same MySQL server, on the same generated files (defa
 - dag-load: the same run's load phase, from the first load_batch task's start to the last one's
   end, as Airflow's metadata database records them (rows reach MySQL only in those tasks).
 
+--s3-latency-ms N makes the S3 server answer each GET after N ms, as a distant S3 does (the
+command and the DAG read files ahead, so that wait hides behind loading).
+
 Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
 run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
 the baseline measured in the same run. Uses only the standard library, the project and its deps.
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import date
 from pathlib import Path
 
@@ -135,6 +139,8 @@ def main() -> None:
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
     parser.add_argument("--skip-dag", action="store_true")
     parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,ours-s3,dag); default all")
+    parser.add_argument("--s3-latency-ms", type=float, default=0.0,
+                        help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
     args = parser.parse_args()
 
@@ -145,7 +151,8 @@ def main() -> None:
     database = "ctm_bench"
     url = f"mysql://root@127.0.0.1:3306/{database}"
     print(f"data: {args.records} events in {len(files)} files, {gzip_bytes / 2**20:.1f} MiB gzip; "
-          f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores", flush=True)
+          f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores"
+          + (f"; S3 answers each GET after {args.s3_latency_ms:g} ms" if args.s3_latency_ms else ""), flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
     methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-s3", "dag", "dag-load")}
@@ -161,7 +168,7 @@ def main() -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
 
-    s3 = _start_s3(work, files) if not args.skip_dag and only & {"dag", "ours-s3"} else None
+    s3 = _start_s3(work, files, args.s3_latency_ms) if not args.skip_dag and only & {"dag", "ours-s3"} else None
     try:
         for run in range(1, args.runs + 1):
             print(f"run {run}/{args.runs}", flush=True)
@@ -247,17 +254,28 @@ def _record(method: Method, measured: Measured, rows: int, seconds: float | None
 
 
 class _S3:
-    def __init__(self, work: Path, files: list[Path]) -> None:
+    """moto's S3 over HTTP in a thread of this process (as moto's ThreadedMotoServer runs it),
+    each GET answered after ``latency_ms``: 0 here, tens of milliseconds from a real S3."""
+
+    def __init__(self, work: Path, files: list[Path], latency_ms: float = 0.0) -> None:
         import boto3
         import logging
-        from moto.server import ThreadedMotoServer
+        import threading
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.serving import make_server
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"})
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def answer(environ: dict[str, Any], start_response: Any) -> Any:
+            if latency_ms and environ["REQUEST_METHOD"] == "GET":
+                time.sleep(latency_ms / 1000)
+            return app(environ, start_response)
+
+        self.server = make_server("127.0.0.1", 0, answer, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
         client = boto3.client("s3", endpoint_url=self.endpoint)
         client.create_bucket(Bucket="bench-cloudtrail")
         root = work / "files"
@@ -293,11 +311,11 @@ class _S3:
         return float(seconds)
 
     def stop(self) -> None:
-        self.server.stop()
+        self.server.shutdown()
 
 
-def _start_s3(work: Path, files: list[Path]) -> _S3:
-    return _S3(work, files)
+def _start_s3(work: Path, files: list[Path], latency_ms: float = 0.0) -> _S3:
+    return _S3(work, files, latency_ms)
 
 
 def _median(values: list[float]) -> str:
