@@ -101,3 +101,44 @@ def test_plan_batches_packs_small_folders_together(s3_bucket: tuple[Any, str]) -
     assert sorted(covered) == sorted(keys) and len(covered) == len(set(covered))
     assert all(r.last_key is None for b in batches for r in b.ranges)  # every folder's range stays open
     assert len(plan_batches(client, bucket, folders, max_files=500, max_bytes=10**9)) == 1
+
+
+def test_an_organization_is_listed_several_listings_at_a_time(s3_bucket: tuple[Any, str]) -> None:
+    """Each S3 listing waits for the network: accounts, and a batch's key ranges, are listed
+    several at a time, with the same result as one at a time."""
+    import threading
+    import time
+
+    client, bucket = s3_bucket
+    accounts = [f"{n:012d}" for n in range(100000000001, 100000000013)]
+    _put(client, bucket, [
+        f"AWSLogs/o-a1b2c3d4e5/{account}/CloudTrail/{region}/{DAY:%Y/%m/%d}/{account}-{region}-{i}.json.gz"
+        for account in accounts for region in ("us-east-1", "eu-west-1") for i in range(2)
+    ])
+    lock = threading.Lock()
+    listing = {"now": 0, "most": 0}
+
+    def slow_listing(**_: Any) -> None:  # before each ListObjectsV2 call is sent
+        with lock:
+            listing["now"] += 1
+            listing["most"] = max(listing["most"], listing["now"])
+        time.sleep(0.02)
+        with lock:
+            listing["now"] -= 1
+
+    client.meta.events.register("before-send.s3.ListObjectsV2", slow_listing)
+    try:
+        folders = day_folders(client, bucket, DAY)
+        assert listing["most"] >= 2
+        assert folders == day_folders(client, bucket, DAY, threads=1)
+        assert {(f.account, f.region) for f in folders} == {(a, r) for a in accounts for r in ("us-east-1", "eu-west-1")}
+
+        batch, = plan_batches(client, bucket, folders, max_files=500)
+        assert len(batch.ranges) == len(folders)
+        listing["most"] = 0
+        keys = [s.location for s in iter_batch(client, bucket, **batch.as_kwargs())]
+        assert listing["most"] >= 2
+        assert keys == [s.location for s in iter_batch(client, bucket, **batch.as_kwargs(), threads=1)]
+        assert len(keys) == len(set(keys)) == len(accounts) * 2 * 2
+    finally:
+        client.meta.events.unregister("before-send.s3.ListObjectsV2", slow_listing)

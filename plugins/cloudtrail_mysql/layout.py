@@ -51,38 +51,44 @@ def day_folders(
     accounts: Collection[str] | None = None,
     regions: Collection[str] | None = None,
     kinds: Collection[FileKind] = (FileKind.LOG,),
+    threads: int = 8,
 ) -> list[DayFolder]:
-    """Every (account, kind, region) day folder under AWSLogs/, organization trails included."""
+    """Every (account, kind, region) day folder under AWSLogs/, organization trails included.
+
+    Accounts are listed ``threads`` at a time: an organization has hundreds, each a few small
+    listings, and each listing waits for S3.
+    """
     root = f"{key_prefix.strip('/')}/AWSLogs/" if key_prefix.strip("/") else "AWSLogs/"
     wanted_accounts = set(accounts) if accounts else None
     wanted_regions = set(regions) if regions else None
-    folders: list[DayFolder] = []
 
-    def visit_account(account: str, base: str, subfolders: Iterable[str]) -> None:
+    def visit_account(account: str, base: str, subfolders: Iterable[str] | None = None) -> list[DayFolder]:
         if wanted_accounts is not None and account not in wanted_accounts:
-            return
+            return []
+        if subfolders is None:
+            subfolders = _children(client, bucket, base)
+        found = []
         for kind in kinds:
             if kind.value not in subfolders:
                 continue
             for region in sorted(_children(client, bucket, f"{base}{kind.value}/")):
                 if wanted_regions is None or region in wanted_regions:
-                    folders.append(
-                        DayFolder(account, kind, region, f"{base}{kind.value}/{region}/{day:%Y/%m/%d}/")
-                    )
+                    found.append(DayFolder(account, kind, region, f"{base}{kind.value}/{region}/{day:%Y/%m/%d}/"))
+        return found
 
-    for top in sorted(_children(client, bucket, root)):
+    def visit_top(top: str) -> list[DayFolder]:
         base = f"{root}{top}/"
         below = _children(client, bucket, base)
         if any(name.startswith("CloudTrail") for name in below):
-            visit_account(top, base, below)
-            continue
+            return visit_account(top, base, below)
         # An organization trail (AWSLogs/<org-id>/<account>/...): one level more.
-        for account in sorted(below):
-            if wanted_accounts is not None and account not in wanted_accounts:
-                continue
-            account_base = f"{base}{account}/"
-            visit_account(account, account_base, _children(client, bucket, account_base))
-    return folders
+        accounts_below = [a for a in sorted(below) if wanted_accounts is None or a in wanted_accounts]
+        return [folder for found in pool.map(lambda a: visit_account(a, f"{base}{a}/"), accounts_below) for folder in found]
+
+    tops = sorted(_children(client, bucket, root))
+    # Two pools: the organization folders' accounts are visited while the top level is.
+    with ThreadPoolExecutor(max(1, threads)) as pool, ThreadPoolExecutor(max(1, min(threads, len(tops) or 1))) as top_pool:
+        return [folder for found in top_pool.map(visit_top, tops) for folder in found]
 
 
 @dataclass(frozen=True)
@@ -189,9 +195,23 @@ def iter_range(client: Any, bucket: str, prefix: str, start_after: str | None, l
         )
 
 
-def iter_batch(client: Any, bucket: str, ranges: Iterable[KeyRange | dict[str, Any]]) -> Iterator[SourceFile]:
-    """The files of a batch's key ranges (as planned, or as the dicts a mapped task receives)."""
-    for key_range in ranges:
-        if isinstance(key_range, dict):
-            key_range = KeyRange(key_range["prefix"], key_range.get("start_after") or None, key_range.get("last_key") or None)
-        yield from iter_range(client, bucket, key_range.prefix, key_range.start_after, key_range.last_key)
+def iter_batch(
+    client: Any, bucket: str, ranges: Iterable[KeyRange | dict[str, Any]], threads: int = 8
+) -> Iterator[SourceFile]:
+    """The files of a batch's key ranges (as planned, or as the dicts a mapped task receives), in
+    order; ``threads`` ranges are listed at a time (a batch may pack hundreds of small folders)."""
+    key_ranges = [
+        KeyRange(r["prefix"], r.get("start_after") or None, r.get("last_key") or None) if isinstance(r, dict) else r
+        for r in ranges
+    ]
+
+    def listed(key_range: KeyRange) -> list[SourceFile]:
+        return list(iter_range(client, bucket, key_range.prefix, key_range.start_after, key_range.last_key))
+
+    if len(key_ranges) <= 1:
+        for key_range in key_ranges:
+            yield from listed(key_range)
+        return
+    with ThreadPoolExecutor(max(1, min(threads, len(key_ranges)))) as pool:
+        for found in pool.map(listed, key_ranges):
+            yield from found
