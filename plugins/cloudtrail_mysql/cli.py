@@ -11,7 +11,6 @@ the password is never printed.
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import multiprocessing
 import os
@@ -131,35 +130,25 @@ READ_AHEAD_FILES = 8
 MAX_FILES_PER_TASK = 16
 
 
-@dataclass(frozen=True)
-class _Task:
-    sources: tuple[SourceFile, ...]
-    in_manifest: bool  # whether these files may be in the manifest already (checked one by one)
-
-
-def _tasks(sources: Sequence[SourceFile], known: set[str], workers: int) -> list[_Task]:
+def _tasks(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]]:
     per_task = max(1, min(MAX_FILES_PER_TASK, -(-len(sources) // (workers * 4))))
-    tasks = []
-    for in_manifest in (False, True):
-        group = [source for source in sources if (source.location in known) is in_manifest]
-        tasks += [_Task(tuple(group[i : i + per_task]), in_manifest) for i in range(0, len(group), per_task)]
-    return tasks
+    return [list(sources[i : i + per_task]) for i in range(0, len(sources), per_task)]
 
 
-def _load_in_worker(task: _Task) -> list[FileResult]:
+def _load_in_worker(task: list[SourceFile]) -> list[FileResult]:
     from cloudtrail_mysql.sources import fetch, s3_client
 
-    from_s3 = task.sources[0].location.startswith("s3://")
+    from_s3 = task[0].location.startswith("s3://")
     if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
     return list(load_files(
-        task.sources, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
-        check_manifest=task.in_manifest, read_ahead=READ_AHEAD_FILES if from_s3 else 0,
+        task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
+        read_ahead=READ_AHEAD_FILES if from_s3 else 0,
     ))
 
 
 def _results(
-    tasks: list[_Task], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
+    tasks: list[list[SourceFile]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
 ) -> Iterable[FileResult]:
     if workers <= 1 or len(tasks) <= 1:
         _start_worker(target, table, kinds, method)
@@ -214,19 +203,6 @@ def ensure_database(target: MySqlTarget, table: str) -> None:
         conn.close()
 
 
-def manifest_state(target: MySqlTarget, table: str, sources: Sequence[SourceFile]) -> tuple[set[str], set[str]]:
-    """What the manifest says of ``sources``, one query per 500 files: the S3 files already loaded
-    with the same ETag (not read again), and every file it has a row for. Files it has no row
-    for are new, and are loaded without a manifest check each. A local file with a row is
-    checked when it is read (by its MD5, which only reading it gives)."""
-    conn = target.connect()
-    try:
-        writer = MySqlWriter(conn, table)
-        return writer.loaded([source for source in sources if source.etag is not None]), writer.in_manifest(sources)
-    finally:
-        conn.close()
-
-
 def run_import(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
@@ -241,7 +217,6 @@ def run_import(args: argparse.Namespace) -> int:
     sources = list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
-    done, known = manifest_state(target, table, sources)
     workers = max(1, args.workers or os.cpu_count() or 1)
     print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
@@ -253,9 +228,7 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        already = [FileResult(source.location, "already_loaded", detail="in the manifest") for source in sources if source.location in done]
-        tasks = _tasks([source for source in sources if source.location not in done], known, workers)
-        for result in itertools.chain(already, _results(tasks, workers, target, table, frozenset(kinds), args.method)):
+        for result in _results(_tasks(sources, workers), workers, target, table, frozenset(kinds), args.method):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":

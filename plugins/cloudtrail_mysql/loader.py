@@ -173,34 +173,47 @@ def load_files(
 
     Parsing holds the GIL but MySQL's work does not: while one thread parses a file, another
     file's LOAD DATA (or INSERTs) runs in the server, so a single process keeps both busy.
+    With ``check_manifest`` the manifest is read once for all the files to load (``manifest_state``):
+    a file loaded with the same ETag is reported at once and never read, a file never seen is
+    loaded without a check of its own, and only the others are checked one by one.
     With ``read_ahead``, that many files are fetched ahead (``ReadAhead``; for S3).
     A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
     """
-    if read_ahead > 0:
-        # Not read ahead: files not to load, and (by one query) files the manifest has as loaded.
-        done = writers[0].loaded([s for s in sources if s.etag is not None]) if check_manifest else set()
-        ahead = ReadAhead(
-            [s for s in sources if s.location not in done and wanted(s.location, kinds)[0]], fetch, read_ahead
-        )
-        try:
-            for result in load_files(sources, ahead, writers, kinds, check_manifest):
+    loadable = [source for source in sources if wanted(source.location, kinds)[0]]
+    done, seen = writers[0].manifest_state(loadable) if check_manifest else (set(), set())
+    ahead = ReadAhead([s for s in loadable if s.location not in done], fetch, read_ahead) if read_ahead > 0 else None
+
+    def load(source: SourceFile, writer: MySqlWriter) -> FileResult:
+        if source.location in done:
+            return FileResult(source.location, "already_loaded", detail="in the manifest")
+        return load_file(source, ahead or fetch, writer, kinds, check_manifest=source.location in seen)
+
+    try:
+        for result in _in_threads(sources, load, writers):
+            if ahead is not None:
                 ahead.done(result.location)
-                yield result
-        finally:
+            yield result
+    finally:
+        if ahead is not None:
             ahead.close()
-        return
+
+
+def _in_threads(
+    sources: Sequence[SourceFile], load: Callable[[SourceFile, MySqlWriter], FileResult], writers: Sequence[MySqlWriter]
+) -> Iterator[FileResult]:
+    """``load`` for each source, in order, on as many threads as there are writers."""
     if len(writers) <= 1 or len(sources) <= 1:
         for source in sources:
-            yield load_file(source, fetch, writers[0], kinds, check_manifest)
+            yield load(source, writers[0])
         return
     free: queue.SimpleQueue[MySqlWriter] = queue.SimpleQueue()
     for writer in writers:
         free.put(writer)
 
-    def load(source: SourceFile) -> FileResult:
+    def load_with_a_free_writer(source: SourceFile) -> FileResult:
         writer = free.get()
         try:
-            return load_file(source, fetch, writer, kinds, check_manifest)
+            return load(source, writer)
         finally:
             free.put(writer)
 
@@ -209,7 +222,7 @@ def load_files(
     gc.disable()
     pool = ThreadPoolExecutor(len(writers), thread_name_prefix="cloudtrail-load")
     try:
-        yield from pool.map(load, sources)
+        yield from pool.map(load_with_a_free_writer, sources)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if collecting:

@@ -122,14 +122,11 @@ class CloudTrailToMySqlOperator(BaseOperator):
             writers[0].ensure_schema()
             sources = self._sources(client)
             self.log.info("%d files to load into %s", len(sources), table)
-            done = writers[0].loaded(sources)
-            counts["already_loaded"] = len(done)
-            todo = [source for source in sources if source.location not in done]
             # The hook caches its Airflow connection, so the threads' reconnects only dial MySQL.
-            for _ in range(min(max(1, int(self.parallel_files)), len(todo)) - 1):
+            for _ in range(min(max(1, int(self.parallel_files)), len(sources)) - 1):
                 writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
             for result in load_files(
-                todo, lambda s: fetch(s, client), writers, kinds, check_manifest=False, read_ahead=int(self.read_ahead_files)
+                sources, lambda s: fetch(s, client), writers, kinds, read_ahead=int(self.read_ahead_files)
             ):
                 counts[result.status] += 1
                 rows += result.rows

@@ -217,13 +217,21 @@ class MySqlWriter:
             if _same_content(status, etag, size, source)
         }
 
-    def in_manifest(self, sources: Sequence[SourceFile]) -> set[str]:
-        """Locations among ``sources`` that the manifest has a row for, whatever its status.
+    def manifest_state(self, sources: Sequence[SourceFile]) -> tuple[set[str], set[str]]:
+        """What the manifest says of ``sources``, one query per 500 files: the locations loaded
+        with the same ETag, and every location it has a row for, whatever its status.
 
-        The others were never seen: they need no manifest check before they are read (claiming
-        the file's row when it is loaded still settles a race between two copies of it).
+        A file without an ETag yet (a local file, known by its MD5 once read) is never in the
+        first set. A file in neither was never seen: it needs no check before it is read
+        (claiming its row when it is loaded still settles a race between two copies of it).
         """
-        return {source.location for source, *_ in self._manifest_rows(sources)}
+        rows = self._manifest_rows(sources)
+        done = {
+            source.location
+            for source, status, etag, size in rows
+            if source.etag is not None and _same_content(status, etag, size, source)
+        }
+        return done, {source.location for source, *_ in rows}
 
     def _manifest_rows(self, sources: Sequence[SourceFile], per_query: int = 500) -> list[tuple[SourceFile, Any, Any, Any]]:
         """(source, status, etag, size) for each of ``sources`` the manifest has a row for."""
