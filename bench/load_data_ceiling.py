@@ -34,8 +34,7 @@ def prepare(database: str, out: Path, files: list[str]) -> None:
     for number, path in enumerate(files, start=1):
         records = read_records(Path(path).read_bytes(), path)
         with open(out / f"{number:06d}.tsv", "w", encoding="utf-8", newline="\n") as handle:
-            for text, _ in builder.tsv_chunks(records, path):
-                handle.write(text)
+            builder.write_tsv(records, path, handle)
         # The values the statement sets once per file (its id, its key), as the loader binds them.
         (out / f"{number:06d}.constants").write_text(json.dumps(builder.tsv_constants(number, path)))
     (out / "statement").write_text(writer.load_data_statement)

@@ -757,15 +757,22 @@ def local_infile_off(mysql_db) -> Any:
         mysql_db.query("SET GLOBAL local_infile = %s", int(before))
 
 
-def test_load_data_refused_by_the_client_falls_back_to_inserts(mysql_db, sample_day: SampleDay) -> None:
-    result = run_cli("import", sample_day.root, "--mysql-url", f"{mysql_db.url}?local_infile=0", *WORKERS)
+# With parse-ahead on, every file's rows are already written as TSV when the refusal comes.
+@pytest.mark.parametrize("parse_ahead", ["on", "off"])
+def test_load_data_refused_by_the_client_falls_back_to_inserts(mysql_db, sample_day: SampleDay, parse_ahead: str) -> None:
+    result = run_cli(
+        "import", sample_day.root, "--mysql-url", f"{mysql_db.url}?local_infile=0", *WORKERS, "--parse-ahead", parse_ahead
+    )
     _ok(result)
     assert _summary(result)["loaded"] == len(sample_day.log_files)
     assert _request_ids(mysql_db) == Counter(e["requestID"] for e in sample_day.events())
 
 
-def test_load_data_refused_by_the_server_falls_back_to_inserts(mysql_db, sample_day: SampleDay, local_infile_off) -> None:
-    result = _import(sample_day.root, mysql_db)
+@pytest.mark.parametrize("parse_ahead", ["on", "off"])
+def test_load_data_refused_by_the_server_falls_back_to_inserts(
+    mysql_db, sample_day: SampleDay, local_infile_off, parse_ahead: str
+) -> None:
+    result = _import(sample_day.root, mysql_db, "--parse-ahead", parse_ahead)
     _ok(result)
     assert _summary(result)["loaded"] == len(sample_day.log_files)
     assert _request_ids(mysql_db) == Counter(e["requestID"] for e in sample_day.events())

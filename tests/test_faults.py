@@ -1053,3 +1053,93 @@ def test_read_ahead_overlaps_reads_and_loads_each_file_once(mysql_db, sample_day
         writer.conn.close()
     time.sleep(0.2)
     assert threading.active_count() <= threads_before
+
+
+def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files(
+    mysql_db, sample_day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file's rows are written as TSV while the server loads the file before it: every file
+    is read once, a file that cannot be parsed is named and the others load, and no temporary
+    file outlives the load, whether it ends or is stopped after its first file."""
+    import tempfile
+    import threading
+
+    import MySQLdb
+
+    from cloudtrail_mysql import loader
+    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    def connect() -> Any:
+        return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    lock = threading.Lock()
+    events: list[tuple[str, str, float]] = []  # (what, location, when)
+    parsed: Counter = Counter()
+
+    def note(what: str, location: str) -> None:
+        with lock:
+            events.append((what, location, time.monotonic()))
+
+    def read_file(source: Any, fetch: Any, builder: Any = None) -> Any:
+        read = loader_read_file(source, fetch, builder)
+        if builder is not None:
+            parsed[source.location] += 1
+            note("parsed", source.location)
+        return read
+
+    class SlowServerWriter(MySqlWriter):
+        def load(self, source: Any, records: Any, tsv: Any = None) -> Any:
+            note("load starts", source.location)
+            time.sleep(0.05)  # the server's share of the work: the GIL is free meanwhile
+            try:
+                return super().load(source, records, tsv)
+            finally:
+                note("load ends", source.location)
+
+    loader_read_file = loader.read_file
+    monkeypatch.setattr(loader, "read_file", read_file)
+    bad = tmp_path / "111122223333_CloudTrail_us-east-1_20170410T0000Z_brokenbrokenbrok.json.gz"
+    bad.write_bytes(gzip.compress(b'{"Records": [{"eventName": "x"}')[:-9])
+    sources = [SourceFile(str(sample_day.path(item))) for item in sample_day.log_files]
+    sources.insert(2, SourceFile(str(bad)))
+    writer = SlowServerWriter(connect(), "logs", connect=connect)
+    writer.ensure_schema()
+
+    # Stopped after its first file: what was parsed ahead is removed, nothing keeps running.
+    threads_before = threading.active_count()
+    stopped = loader.load_files(sources, fetch, [writer])
+    assert next(stopped).status == "loaded"
+    stopped.close()
+    time.sleep(0.2)
+    assert list(temp.iterdir()) == [] and threading.active_count() <= threads_before
+
+    events.clear()
+    parsed.clear()
+    results = list(loader.load_files(sources, fetch, [writer]))
+    assert [r.location for r in results] == [s.location for s in sources]
+    assert [r.status for r in results] == ["already_loaded"] + ["loaded"] + ["failed"] + ["loaded"] * (len(sources) - 3)
+    assert str(bad) in results[2].detail and "truncated gzip" in results[2].detail
+    expected = sum(len(read_events(sample_day.path(item))) for item in sample_day.log_files)
+    assert mysql_db.count() == expected
+    assert all(parsed[s.location] == 1 for s in sources[1:] if s.location != str(bad))
+    when = {(what, location): at for what, location, at in events}
+    overlapped = [
+        first.location for first, second in zip(sources[1:], sources[2:])
+        if ("parsed", second.location) in when and ("load ends", first.location) in when
+        and when[("parsed", second.location)] < when[("load ends", first.location)]
+    ]
+    assert overlapped, "no file was parsed while the one before it was loading"
+    assert list(temp.iterdir()) == []
+
+    # Parsing ahead off: the same rows, each file parsed in its turn.
+    mysql_db.query("DELETE FROM logs")
+    mysql_db.query("DELETE FROM logs_files")
+    parsed.clear()
+    results = list(loader.load_files(sources, fetch, [writer], parse_ahead=False))
+    assert Counter(r.status for r in results) == Counter({"loaded": len(sources) - 1, "failed": 1})
+    assert mysql_db.count() == expected and not parsed and list(temp.iterdir()) == []
+    writer.conn.close()

@@ -87,6 +87,11 @@ class MySqlTarget:
             options=tuple(parse_qsl(query)),
         )
 
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether the server runs here, sharing this machine's cores with the loader."""
+        return self.host in ("localhost", "127.0.0.1", "::1") or any(name == "unix_socket" for name, _ in self.options)
+
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
 
@@ -117,9 +122,12 @@ class MySqlTarget:
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto") -> None:
+def _start_worker(
+    target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto", parse_ahead: bool = True
+) -> None:
     _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect, method=method)
     _worker["kinds"] = kinds
+    _worker["parse_ahead"] = parse_ahead
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
 
 
@@ -143,20 +151,21 @@ def _load_in_worker(task: list[SourceFile]) -> list[FileResult]:
         _worker["client"] = s3_client()
     return list(load_files(
         task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
-        read_ahead=READ_AHEAD_FILES if from_s3 else 0,
+        read_ahead=READ_AHEAD_FILES if from_s3 else 0, parse_ahead=_worker["parse_ahead"],
     ))
 
 
 def _results(
-    tasks: list[list[SourceFile]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str
+    tasks: list[list[SourceFile]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str,
+    parse_ahead: bool,
 ) -> Iterable[FileResult]:
     if workers <= 1 or len(tasks) <= 1:
-        _start_worker(target, table, kinds, method)
+        _start_worker(target, table, kinds, method, parse_ahead)
         for task in tasks:
             yield from _load_in_worker(task)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method)) as pool:
+    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method, parse_ahead)) as pool:
         for results in pool.imap_unordered(_load_in_worker, tasks, chunksize=1):
             yield from results
 
@@ -217,7 +226,12 @@ def run_import(args: argparse.Namespace) -> int:
     sources = list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
-    workers = max(1, args.workers or os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    workers = max(1, args.workers or cores)
+    # Parsing ahead needs a core of its own: not there when a local server and the workers fill them all.
+    parse_ahead = args.parse_ahead == "on" or (
+        args.parse_ahead == "auto" and (workers < cores or not target.on_this_machine)
+    )
     print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
     started = time.monotonic()
@@ -228,7 +242,7 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        for result in _results(_tasks(sources, workers), workers, target, table, frozenset(kinds), args.method):
+        for result in _results(_tasks(sources, workers), workers, target, table, frozenset(kinds), args.method, parse_ahead):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":
@@ -321,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--method", choices=("auto", "load_data", "insert"), default="auto",
         help="how rows reach MySQL: LOAD DATA LOCAL INFILE (fastest), multi-row INSERTs, or auto: "
         "LOAD DATA where the server allows it (default)",
+    )
+    load.add_argument(
+        "--parse-ahead", choices=("auto", "on", "off"), default="auto",
+        help="parse each worker's next file while MySQL loads the current one (a thread per worker); "
+        "auto: unless the server is on this machine and the workers already use every core (default)",
     )
     load.add_argument("--include-insight", action="store_true", help="also load CloudTrail-Insight files")
     load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")

@@ -23,13 +23,19 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
-from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
-from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, FileKind, classify, read_records
-from cloudtrail_mysql.writer import FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, mysql_error_code
+from cloudtrail_mysql.records import (
+    CloudTrailFileError, DigestFile, FileKind, RecordsOnDemand, RowBuilder, classify, read_records,
+)
+from cloudtrail_mysql.writer import FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, mysql_error_code
 
-__all__ = ["DEFAULT_KINDS", "MySqlSetupError", "ReadAhead", "load_file", "load_files", "setup_error", "wanted"]
+__all__ = [
+    "DEFAULT_KINDS", "MySqlSetupError", "ReadAhead", "ReadFile", "load_file", "load_files", "read_file", "setup_error",
+    "wanted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,36 +93,76 @@ def load_file(
     is_wanted, why = wanted(source.location, kinds)
     if not is_wanted:
         return FileResult(source.location, "skipped", detail=why)
-    # CloudTrail events hold no reference cycles, and the cyclic collector, run again and again
-    # while orjson allocates a file's objects, costs more than parsing itself.
+    with _no_cyclic_gc():
+        return _load_file(source, lambda s: read_file(s, fetch), writer, check_manifest, attempts)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """CloudTrail events hold no reference cycles, and the cyclic collector, run again and again
+    while orjson allocates a file's objects, costs more than parsing itself."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _load_file(source, fetch, writer, check_manifest, attempts)
+        yield
     finally:
         if collecting:
             gc.enable()
 
 
-class ReadAhead:
+@dataclass
+class ReadFile:
+    """A file as read for loading: its source (with, for a local file, the MD5 of its content as
+    ETag), its bytes and, when written ahead for LOAD DATA, its rows as TSV. ``close`` when done."""
+
+    source: SourceFile
+    data: bytes
+    tsv: TsvRows | None = None
+
+    def close(self) -> None:
+        if self.tsv is not None:
+            self.tsv.close()
+
+
+def read_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None = None) -> ReadFile:
+    """Fetch a file and, given a ``builder``, parse it and write its rows as TSV: the part of
+    loading that needs no connection, so it can run ahead of the file's turn."""
+    data = fetch(source)
+    if source.etag is None:
+        # Known by its content only once read (local files): its MD5, which is also the ETag
+        # S3 gives a file uploaded whole, so a changed file of the same size is seen.
+        source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
+    read = ReadFile(source, data)
+    if builder is not None:
+        read.tsv = TsvRows(builder, read_records(data, source.location), source.location)
+    return read
+
+
+T = TypeVar("T")
+
+
+class ReadAhead(Generic[T]):
     """A fetch function that reads the next files ahead, in threads, while earlier ones are
     parsed and written: an S3 GET waits tens of milliseconds, which file after file would
-    otherwise be waited for one by one.
+    otherwise be waited for one by one. The same serves to parse files ahead (``read_file``)
+    while the server loads an earlier one.
 
     Files are read in the order given, at most ``files`` (and about ``max_bytes`` by their
     listed sizes) ahead of the one being loaded. A file asked for again (a retry) or out of
-    turn is read directly. ``close`` stops what is still pending.
+    turn is read directly. ``close`` stops what is still pending. What was read ahead and then
+    not asked for is passed to ``discard`` (to remove temporary files).
     """
 
     def __init__(
-        self, sources: Sequence[SourceFile], fetch: Callable[[SourceFile], bytes], files: int = 8,
-        max_bytes: int = 64 * 1024 * 1024,
+        self, sources: Sequence[SourceFile], fetch: Callable[[SourceFile], T], files: int = 8,
+        max_bytes: int = 64 * 1024 * 1024, discard: Callable[[T], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self._files = max(1, files)
         self._max_bytes = max_bytes
+        self._discard = discard
         self._upcoming: deque[SourceFile] = deque(sources)
-        self._pending: dict[str, tuple[Future[bytes], int]] = {}
+        self._pending: dict[str, tuple[Future[T], int]] = {}
         self._pending_bytes = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self._files, thread_name_prefix="cloudtrail-read-ahead")
@@ -132,7 +178,7 @@ class ReadAhead:
             self._pending[source.location] = (self._pool.submit(self._fetch, source), size)
             self._pending_bytes += size
 
-    def __call__(self, source: SourceFile) -> bytes:
+    def __call__(self, source: SourceFile) -> T:
         with self._lock:
             ahead = self._pending.pop(source.location, None)
             if ahead is not None:
@@ -150,14 +196,22 @@ class ReadAhead:
                 return
             self._pending_bytes -= ahead[1]
             self._top_up()
-        ahead[0].cancel()
+        self._drop(ahead[0])
+
+    def _drop(self, future: Future[T]) -> None:
+        if not future.cancel() and self._discard is not None:
+            future.add_done_callback(self._discard_result)
+
+    def _discard_result(self, future: Future[T]) -> None:
+        if not future.cancelled() and future.exception() is None and self._discard is not None:
+            self._discard(future.result())
 
     def close(self) -> None:
         with self._lock:
             self._upcoming.clear()
             pending, self._pending = self._pending, {}
         for future, _ in pending.values():
-            future.cancel()
+            self._drop(future)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -168,34 +222,74 @@ def load_files(
     kinds: Collection[FileKind] = DEFAULT_KINDS,
     check_manifest: bool = True,
     read_ahead: int = 0,
+    parse_ahead: bool = True,
 ) -> Iterator[FileResult]:
     """``load_file`` for each source, one thread per writer (each with its own connection).
 
-    Parsing holds the GIL but MySQL's work does not: while one thread parses a file, another
-    file's LOAD DATA (or INSERTs) runs in the server, so a single process keeps both busy.
+    Parsing holds the GIL but MySQL's work does not, so the server and the parser overlap. With
+    ``parse_ahead``, each file never seen is also read, parsed and written as LOAD DATA text ahead
+    of its turn, one per writer, in threads (``read_file``), while the writers' connections load
+    earlier files: worth a core of its own (a remote server, or fewer workers than cores), a few
+    per cent of CPU lost where the server already has every core busy.
     With ``check_manifest`` the manifest is read once for all the files to load (``manifest_state``):
     a file loaded with the same ETag is reported at once and never read, a file never seen is
-    loaded without a check of its own, and only the others are checked one by one.
+    loaded without a check of its own, and only the others are checked one by one (before they
+    are parsed, so that a folder loaded again is not parsed again).
     With ``read_ahead``, that many files are fetched ahead (``ReadAhead``; for S3).
     A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
     """
     loadable = [source for source in sources if wanted(source.location, kinds)[0]]
     done, seen = writers[0].manifest_state(loadable) if check_manifest else (set(), set())
-    ahead = ReadAhead([s for s in loadable if s.location not in done], fetch, read_ahead) if read_ahead > 0 else None
+    to_read = [source for source in loadable if source.location not in done]
+    fetched = ReadAhead(to_read, fetch, read_ahead) if read_ahead > 0 and to_read else None
+    fetch_one = fetched or fetch
+    builder = _tsv_builder(writers[0]) if to_read and parse_ahead else None
+    fresh = [source for source in to_read if source.location not in seen]
+
+    def read_ahead_of_turn(source: SourceFile) -> ReadFile:
+        return read_file(source, fetch_one, builder if writers[0].method != "insert" else None)
+
+    parsed = (
+        ReadAhead(fresh, read_ahead_of_turn, len(writers), discard=ReadFile.close)
+        if builder is not None and fresh else None
+    )
+    ahead_of_turn = {source.location for source in fresh}
+
+    def read(source: SourceFile) -> ReadFile:
+        if parsed is not None and source.location in ahead_of_turn:
+            return parsed(source)
+        return read_file(source, fetch_one)
 
     def load(source: SourceFile, writer: MySqlWriter) -> FileResult:
         if source.location in done:
             return FileResult(source.location, "already_loaded", detail="in the manifest")
-        return load_file(source, ahead or fetch, writer, kinds, check_manifest=source.location in seen)
+        is_wanted, why = wanted(source.location, kinds)
+        if not is_wanted:
+            return FileResult(source.location, "skipped", detail=why)
+        return _load_file(source, read, writer, source.location in seen, ATTEMPTS)
 
     try:
-        for result in _in_threads(sources, load, writers):
-            if ahead is not None:
-                ahead.done(result.location)
-            yield result
+        with _no_cyclic_gc():
+            for result in _in_threads(sources, load, writers):
+                for ahead in (parsed, fetched):
+                    if ahead is not None:
+                        ahead.done(result.location)
+                yield result
     finally:
-        if ahead is not None:
-            ahead.close()
+        for ahead in (parsed, fetched):
+            if ahead is not None:
+                ahead.close()
+
+
+def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
+    """The writer's row builder, for writing files as TSV ahead of their turn (None for INSERTs,
+    or if the table cannot be read now: each file then says why when its turn comes)."""
+    if writer.method == "insert":
+        return None
+    try:
+        return writer.builder  # the table's columns are read here, not in the threads
+    except Exception:  # noqa: BLE001 - reported file by file by the writer itself
+        return None
 
 
 def _in_threads(
@@ -217,62 +311,60 @@ def _in_threads(
         finally:
             free.put(writer)
 
-    # Off for the whole pool: a thread turning it back on would slow the others' parsing.
-    collecting = gc.isenabled()
-    gc.disable()
     pool = ThreadPoolExecutor(len(writers), thread_name_prefix="cloudtrail-load")
     try:
         yield from pool.map(load_with_a_free_writer, sources)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if collecting:
-            gc.enable()
 
 
 def _load_file(
     source: SourceFile,
-    fetch: Callable[[SourceFile], bytes],
+    read: Callable[[SourceFile], ReadFile],
     writer: MySqlWriter,
     check_manifest: bool,
     attempts: int,
 ) -> FileResult:
     started = time.monotonic()
-    data: bytes | None = None
+    file: ReadFile | None = None
     records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files
-    for attempt in range(1, attempts + 1):
-        try:
-            if source.etag is None and records is None:
-                # Known by its content only once read (local files): its MD5, which is also the
-                # ETag S3 gives a file uploaded whole, so a changed file of the same size is seen.
-                data = fetch(source) if data is None else data
-                source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
-            if check_manifest and writer.loaded([source]):
-                return FileResult(source.location, "already_loaded", detail="in the manifest")
-            if records is None:
-                records = read_records(fetch(source) if data is None else data, source.location)
-                data = None
-            return writer.load(source, records)
-        except DigestFile:
-            return FileResult(source.location, "skipped", detail="CloudTrail digest file")
-        except CloudTrailFileError as exc:
-            return _failed(writer, source, str(exc), started)
-        except LoadDataUnavailable as exc:  # only when LOAD DATA was asked for, not auto
-            raise MySqlSetupError(
-                f"LOAD DATA LOCAL INFILE is refused ({exc}); load with the method auto or insert"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
-            refusal = setup_error(exc)
-            if refusal is not None:
-                raise refusal from None
-            code = mysql_error_code(exc)
-            if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
-                log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
-                time.sleep(min(0.2 * 2**attempt, 5.0))
-                if code in LOST_CONNECTION_ERRORS:
-                    _reconnect(writer)
-                continue
-            return _failed(writer, source, f"{source.location}: {type(exc).__name__}: {exc}", started)
-    raise AssertionError("unreachable")
+    try:
+        for attempt in range(1, attempts + 1):
+            try:
+                if file is None:
+                    file = read(source)
+                    source = file.source
+                if check_manifest and writer.loaded([source]):
+                    return FileResult(source.location, "already_loaded", detail="in the manifest")
+                if file.tsv is not None:
+                    return writer.load(source, RecordsOnDemand(file.data, source.location), tsv=file.tsv)
+                if records is None:
+                    records = read_records(file.data, source.location)
+                return writer.load(source, records)
+            except DigestFile:
+                return FileResult(source.location, "skipped", detail="CloudTrail digest file")
+            except CloudTrailFileError as exc:
+                return _failed(writer, source, str(exc), started)
+            except LoadDataUnavailable as exc:  # only when LOAD DATA was asked for, not auto
+                raise MySqlSetupError(
+                    f"LOAD DATA LOCAL INFILE is refused ({exc}); load with the method auto or insert"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
+                refusal = setup_error(exc)
+                if refusal is not None:
+                    raise refusal from None
+                code = mysql_error_code(exc)
+                if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
+                    log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
+                    time.sleep(min(0.2 * 2**attempt, 5.0))
+                    if code in LOST_CONNECTION_ERRORS:
+                        _reconnect(writer)
+                    continue
+                return _failed(writer, source, f"{source.location}: {type(exc).__name__}: {exc}", started)
+        raise AssertionError("unreachable")
+    finally:
+        if file is not None:
+            file.close()
 
 
 def _reconnect(writer: MySqlWriter) -> None:

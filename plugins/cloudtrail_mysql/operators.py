@@ -45,6 +45,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
         (threads: while one file is parsed, another is written by the server)
     :param read_ahead_files: files read from S3 ahead of the ones being loaded (threads: an S3
         GET waits tens of milliseconds; at most about 64 MB ahead)
+    :param parse_ahead: parse each connection's next file while the server loads the current one
+        (a thread per connection; off only when the server shares this worker's busy cores)
     :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
     """
 
@@ -71,6 +73,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         load_method: str = "auto",
         parallel_files: int | str = 2,
         read_ahead_files: int = 8,
+        parse_ahead: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +91,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.load_method = load_method
         self.parallel_files = parallel_files
         self.read_ahead_files = read_ahead_files
+        self.parse_ahead = parse_ahead
 
     def _sources(self, client: Any) -> list[SourceFile]:
         from cloudtrail_mysql.layout import iter_batch, iter_range
@@ -126,7 +130,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
             for _ in range(min(max(1, int(self.parallel_files)), len(sources)) - 1):
                 writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
             for result in load_files(
-                sources, lambda s: fetch(s, client), writers, kinds, read_ahead=int(self.read_ahead_files)
+                sources, lambda s: fetch(s, client), writers, kinds, read_ahead=int(self.read_ahead_files),
+                parse_ahead=self.parse_ahead,
             ):
                 counts[result.status] += 1
                 rows += result.rows

@@ -212,6 +212,18 @@ class StreamedRecords:
             raise CloudTrailFileError(self.source, f"not valid JSON ({exc})") from exc
 
 
+class RecordsOnDemand:
+    """A file's records, parsed only when iterated: for a file whose rows were already written
+    as TSV, which needs them again only if the server then refuses LOAD DATA."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data = data
+        self.source = source
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(read_records(self.data, self.source))
+
+
 def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
     """Valid JSON that orjson refuses: invalid UTF-8 bytes or lone surrogate escapes (\\ud800).
 
@@ -378,6 +390,14 @@ class RowBuilder:
                 return
             lines.append("")
             yield "\n".join(lines), len(lines) - 1
+
+    def write_tsv(self, records: Iterable[dict[str, Any]], source_key: str, handle: Any) -> int:
+        """Write the LOAD DATA text of ``records`` (``tsv_chunks``) to a text file; the number of rows."""
+        count = 0
+        for text, lines in self.tsv_chunks(records, source_key):
+            handle.write(text)
+            count += lines
+        return count
 
 
 # The per-file values a LOAD DATA statement sets once (SET column = value), not on every line.

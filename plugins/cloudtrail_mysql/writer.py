@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
 
-__all__ = ["FileResult", "MySqlWriter", "SourceFile", "mysql_error_code"]
+__all__ = ["FileResult", "MySqlWriter", "SourceFile", "TsvRows", "mysql_error_code"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,30 @@ class SourceFile:
     @property
     def name_hash(self) -> str:
         return hashlib.sha256(self.name.encode("utf-8")).hexdigest()
+
+
+class TsvRows:
+    """A file's rows written as LOAD DATA text to a temporary file, possibly ahead of its turn
+    (by another thread, while this connection's server works on an earlier file). ``close``
+    removes the file."""
+
+    def __init__(self, builder: RowBuilder, records: Iterable[dict[str, Any]], source_key: str) -> None:
+        handle = tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-", delete=False
+        )
+        self.path = handle.name
+        try:
+            with handle:
+                self.count = builder.write_tsv(records, source_key, handle)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -270,11 +295,17 @@ class MySqlWriter:
         self.conn.commit()
 
     # -- loading --------------------------------------------------------------------------
-    def load(self, source: SourceFile, records: Iterable[dict[str, Any]]) -> FileResult:
-        """Insert one file's records in one transaction; a file already loaded is left as it is."""
+    def load(
+        self, source: SourceFile, records: Iterable[dict[str, Any]], tsv: TsvRows | None = None
+    ) -> FileResult:
+        """Insert one file's records in one transaction; a file already loaded is left as it is.
+
+        ``tsv``: the same records already written as LOAD DATA text (``TsvRows``), used as they are
+        (the caller closes it); ``records`` are then read only if LOAD DATA turns out refused.
+        """
         if self.method != "insert":
             try:
-                return self._load(source, records, "load_data")
+                return self._load(source, records, "load_data", tsv)
             except LoadDataUnavailable as exc:
                 if self.method == "load_data":
                     raise
@@ -292,29 +323,25 @@ class MySqlWriter:
             cursor.executemany(self._insert, batch)
             count += len(batch)
 
-    def _write_rows(self, cursor: Any, chunks: Iterator[tuple[str, int]], constants: tuple[Any, ...]) -> int:
-        """LOAD DATA LOCAL INFILE of the rows, written as TSV to a temporary file chunk by chunk;
-        the file's id and location are set once by the statement, not sent on every line."""
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-") as handle:
-            count = 0
-            for text, lines in chunks:
-                handle.write(text)
-                count += lines
-            handle.flush()
-            try:
-                cursor.execute(self._load_data, (handle.name, *constants))
-            except Exception as exc:
-                if mysql_error_code(exc) in _LOAD_DATA_REFUSED:
-                    raise LoadDataUnavailable(str(exc)) from exc
-                raise
+    def _load_tsv(self, cursor: Any, rows: TsvRows, constants: tuple[Any, ...]) -> int:
+        """LOAD DATA LOCAL INFILE of the rows in ``rows``' file; the file's id and location are
+        set once by the statement, not sent on every line."""
+        try:
+            cursor.execute(self._load_data, (rows.path, *constants))
+        except Exception as exc:
+            if mysql_error_code(exc) in _LOAD_DATA_REFUSED:
+                raise LoadDataUnavailable(str(exc)) from exc
+            raise
         loaded = cursor.rowcount
         warnings = self.conn.warning_count() if hasattr(self.conn, "warning_count") else 0
-        if loaded != count or warnings:
+        if loaded != rows.count or warnings:
             # LOCAL loads turn errors into warnings; never keep a silently altered file.
-            raise RuntimeError(f"LOAD DATA stored {loaded} of {count} rows with {warnings} warnings")
-        return count
+            raise RuntimeError(f"LOAD DATA stored {loaded} of {rows.count} rows with {warnings} warnings")
+        return rows.count
 
-    def _load(self, source: SourceFile, records: Iterable[dict[str, Any]], method: str) -> FileResult:
+    def _load(
+        self, source: SourceFile, records: Iterable[dict[str, Any]], method: str, tsv: TsvRows | None = None
+    ) -> FileResult:
         started = time.monotonic()
         builder = self.builder
         cursor = self.conn.cursor()
@@ -335,9 +362,12 @@ class MySqlWriter:
                 # A failed attempt left nothing; a changed file replaces its earlier rows.
                 cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
             if method == "load_data":
-                count = self._write_rows(
-                    cursor, builder.tsv_chunks(records, source.location), builder.tsv_constants(file_id, source.location)
-                )
+                rows = tsv if tsv is not None else TsvRows(builder, records, source.location)
+                try:
+                    count = self._load_tsv(cursor, rows, builder.tsv_constants(file_id, source.location))
+                finally:
+                    if rows is not tsv:
+                        rows.close()
             else:
                 count = self._insert_rows(cursor, builder.rows(records, source.location, file_id))
             seconds = time.monotonic() - started
