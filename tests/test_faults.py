@@ -1092,11 +1092,11 @@ def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files
         return read
 
     class SlowServerWriter(MySqlWriter):
-        def load(self, source: Any, records: Any, tsv: Any = None) -> Any:
+        def load(self, source: Any, records: Any, tsv: Any = None, new: bool = False) -> Any:
             note("load starts", source.location)
             time.sleep(0.05)  # the server's share of the work: the GIL is free meanwhile
             try:
-                return super().load(source, records, tsv)
+                return super().load(source, records, tsv, new)
             finally:
                 note("load ends", source.location)
 
@@ -1143,3 +1143,38 @@ def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files
     assert Counter(r.status for r in results) == Counter({"loaded": len(sources) - 1, "failed": 1})
     assert mysql_db.count() == expected and not parsed and list(temp.iterdir()) == []
     writer.conn.close()
+
+
+@pytest.mark.parametrize("method", ["load_data", "insert"])
+def test_a_file_thought_new_but_added_meanwhile_is_claimed_not_loaded_twice(mysql_db, sample_day, method: str) -> None:
+    """A file the manifest had no row for when the load began gets its row by a plain insert; if
+    another loader has added the file since, loaded or failed, the duplicate key sends it the
+    usual way: a loaded copy is left alone, a failed one is loaded, never twice."""
+    import MySQLdb
+
+    from cloudtrail_mysql.records import read_records
+    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    def connect() -> Any:
+        return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
+
+    writer = MySqlWriter(connect(), "logs", connect=connect, method=method)
+    other = MySqlWriter(connect(), "logs", connect=connect, method=method)
+    writer.ensure_schema()
+    first, second, third = (SourceFile(str(sample_day.path(item)), etag=f"etag-{i}") for i, item in enumerate(sample_day.log_files[:3]))
+
+    def records(source: SourceFile) -> Any:
+        return read_records(fetch(source), source.location)
+
+    assert writer.load(first, records(first), new=True).status == "loaded"  # the plain insert
+    assert other.load(first, records(first), new=True).status == "already_loaded"  # added meanwhile
+    other.record_failure(second, "an earlier attempt failed")
+    assert writer.load(second, records(second), new=True).status == "loaded"
+    assert writer.load(third, records(third)).status == "loaded"  # the usual claim
+    expected = sum(len(read_events(sample_day.path(item))) for item in sample_day.log_files[:3])
+    assert mysql_db.count() == expected
+    assert mysql_db.query("SELECT COUNT(*), COUNT(DISTINCT sourceFileId, recordIndex) FROM logs") == [(expected, expected)]
+    assert mysql_db.query("SELECT status, COUNT(*), SUM(row_count) FROM logs_files GROUP BY status") == [("loaded", 3, expected)]
+    writer.conn.close()
+    other.conn.close()

@@ -19,6 +19,14 @@ VALUES (%s, %s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
 ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)
 {%- endmacro %}
 
+{#- The manifest row of a file the manifest had no row for when the load began: a plain insert, one
+    round trip less than claim_file and file_state. A duplicate key means another loader has added
+    the file since; the writer then claims it with claim_file. -#}
+{% macro add_file(table) -%}
+INSERT INTO `{{ table }}_files` (file_hash, file_name, source, etag, size, delivery_day, status, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, 'loading', UTC_TIMESTAMP(6))
+{%- endmacro %}
+
 {% macro delete_file_rows(table) -%}
 DELETE FROM `{{ table }}` WHERE sourceFileId = %s
 {%- endmacro %}

@@ -337,10 +337,10 @@ def _load_file(
                 if check_manifest and writer.loaded([source]):
                     return FileResult(source.location, "already_loaded", detail="in the manifest")
                 if file.tsv is not None:
-                    return writer.load(source, RecordsOnDemand(file.data, source.location), tsv=file.tsv)
+                    return writer.load(source, RecordsOnDemand(file.data, source.location), file.tsv, new=not check_manifest)
                 if records is None:
                     records = read_records(file.data, source.location)
-                return writer.load(source, records)
+                return writer.load(source, records, new=not check_manifest)
             except DigestFile:
                 return FileResult(source.location, "skipped", detail="CloudTrail digest file")
             except CloudTrailFileError as exc:

@@ -99,6 +99,9 @@ def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool
     return True
 
 
+_DUPLICATE_KEY = 1062
+
+
 class LoadDataUnavailable(RuntimeError):
     """The server or the connection does not allow LOAD DATA LOCAL INFILE."""
 
@@ -296,22 +299,24 @@ class MySqlWriter:
 
     # -- loading --------------------------------------------------------------------------
     def load(
-        self, source: SourceFile, records: Iterable[dict[str, Any]], tsv: TsvRows | None = None
+        self, source: SourceFile, records: Iterable[dict[str, Any]], tsv: TsvRows | None = None, new: bool = False
     ) -> FileResult:
         """Insert one file's records in one transaction; a file already loaded is left as it is.
 
         ``tsv``: the same records already written as LOAD DATA text (``TsvRows``), used as they are
         (the caller closes it); ``records`` are then read only if LOAD DATA turns out refused.
+        ``new``: the manifest had no row for the file when the load began (``manifest_state``), so
+        its row is simply inserted; should another loader have added it since, it is claimed as usual.
         """
         if self.method != "insert":
             try:
-                return self._load(source, records, "load_data", tsv)
+                return self._load(source, records, "load_data", tsv, new)
             except LoadDataUnavailable as exc:
                 if self.method == "load_data":
                     raise
                 log.info("LOAD DATA LOCAL INFILE is not available (%s); using multi-row INSERTs", exc)
                 self.method = "insert"
-        return self._load(source, records, "insert")
+        return self._load(source, records, "insert", new=new)
 
     def _insert_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]]) -> int:
         """Multi-row INSERT statements through executemany, batch_rows rows at a time."""
@@ -339,8 +344,19 @@ class MySqlWriter:
             raise RuntimeError(f"LOAD DATA stored {loaded} of {rows.count} rows with {warnings} warnings")
         return rows.count
 
+    def _add_file(self, cursor: Any, values: tuple[Any, ...]) -> int | None:
+        """The id of the manifest row inserted for a new file, or None if another loader has added it."""
+        try:
+            cursor.execute(sql.macro(_LOADER_SQL, "add_file", self.table), values)
+        except Exception as exc:
+            if mysql_error_code(exc) == _DUPLICATE_KEY:
+                return None
+            raise
+        return int(cursor.lastrowid)
+
     def _load(
-        self, source: SourceFile, records: Iterable[dict[str, Any]], method: str, tsv: TsvRows | None = None
+        self, source: SourceFile, records: Iterable[dict[str, Any]], method: str, tsv: TsvRows | None = None,
+        new: bool = False,
     ) -> FileResult:
         started = time.monotonic()
         builder = self.builder
@@ -348,19 +364,19 @@ class MySqlWriter:
         if hasattr(cursor, "max_stmt_length"):
             cursor.max_stmt_length = 1024 * 1024
         try:
-            cursor.execute(
-                sql.macro(_LOADER_SQL, "claim_file", self.table),
-                (source.name_hash, source.name, source.location, source.etag, source.size, source.delivery_day),
-            )
-            file_id = cursor.lastrowid
-            cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
-            status, etag, size = cursor.fetchone()
-            if _same_content(status, etag, size, source):
-                self.conn.rollback()
-                return FileResult(source.location, "already_loaded", detail="in the manifest")
-            if status != "loading":
-                # A failed attempt left nothing; a changed file replaces its earlier rows.
-                cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
+            values = (source.name_hash, source.name, source.location, source.etag, source.size, source.delivery_day)
+            file_id = self._add_file(cursor, values) if new else None
+            if file_id is None:
+                cursor.execute(sql.macro(_LOADER_SQL, "claim_file", self.table), values)
+                file_id = cursor.lastrowid
+                cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
+                status, etag, size = cursor.fetchone()
+                if _same_content(status, etag, size, source):
+                    self.conn.rollback()
+                    return FileResult(source.location, "already_loaded", detail="in the manifest")
+                if status != "loading":
+                    # A failed attempt left nothing; a changed file replaces its earlier rows.
+                    cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
             if method == "load_data":
                 rows = tsv if tsv is not None else TsvRows(builder, records, source.location)
                 try:
