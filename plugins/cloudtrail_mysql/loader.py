@@ -90,11 +90,8 @@ def load_file(
     attempts: int = ATTEMPTS,
 ) -> FileResult:
     """Load one file whole or not at all; a bad file is returned as failed, never raised."""
-    is_wanted, why = wanted(source.location, kinds)
-    if not is_wanted:
-        return FileResult(source.location, "skipped", detail=why)
     with _no_cyclic_gc():
-        return _load_file(source, lambda s: read_file(s, fetch), writer, check_manifest, attempts)
+        return _load_file(source, lambda s: read_file(s, fetch), writer, kinds, check_manifest, attempts)
 
 
 @contextmanager
@@ -263,10 +260,7 @@ def load_files(
     def load(source: SourceFile, writer: MySqlWriter) -> FileResult:
         if source.location in done:
             return FileResult(source.location, "already_loaded", detail="in the manifest")
-        is_wanted, why = wanted(source.location, kinds)
-        if not is_wanted:
-            return FileResult(source.location, "skipped", detail=why)
-        return _load_file(source, read, writer, source.location in seen, ATTEMPTS)
+        return _load_file(source, read, writer, kinds, source.location in seen, ATTEMPTS)
 
     try:
         with _no_cyclic_gc():
@@ -322,9 +316,13 @@ def _load_file(
     source: SourceFile,
     read: Callable[[SourceFile], ReadFile],
     writer: MySqlWriter,
+    kinds: Collection[FileKind],
     check_manifest: bool,
     attempts: int,
 ) -> FileResult:
+    is_wanted, why = wanted(source.location, kinds)
+    if not is_wanted:
+        return FileResult(source.location, "skipped", detail=why)
     started = time.monotonic()
     file: ReadFile | None = None
     records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files

@@ -53,6 +53,11 @@ class SourceFile:
     def name_hash(self) -> str:
         return hashlib.sha256(self.name.encode("utf-8")).hexdigest()
 
+    @property
+    def manifest_values(self) -> tuple[Any, ...]:
+        """Its manifest row's values, in the order of loader.sql's add_file, claim_file and record_failure."""
+        return (self.name_hash, self.name, self.location, self.etag, self.size, self.delivery_day)
+
 
 class TsvRows:
     """A file's rows written as LOAD DATA text to a temporary file, possibly ahead of its turn
@@ -289,10 +294,7 @@ class MySqlWriter:
         cursor = self.conn.cursor()
         cursor.execute(
             sql.macro(_LOADER_SQL, "record_failure", self.table),
-            (
-                source.name_hash, source.name, source.location, source.etag, source.size,
-                source.delivery_day, error[:60000],
-            ),
+            (*source.manifest_values, error[:60000]),
         )
         cursor.close()
         self.conn.commit()
@@ -364,10 +366,9 @@ class MySqlWriter:
         if hasattr(cursor, "max_stmt_length"):
             cursor.max_stmt_length = 1024 * 1024
         try:
-            values = (source.name_hash, source.name, source.location, source.etag, source.size, source.delivery_day)
-            file_id = self._add_file(cursor, values) if new else None
+            file_id = self._add_file(cursor, source.manifest_values) if new else None
             if file_id is None:
-                cursor.execute(sql.macro(_LOADER_SQL, "claim_file", self.table), values)
+                cursor.execute(sql.macro(_LOADER_SQL, "claim_file", self.table), source.manifest_values)
                 file_id = cursor.lastrowid
                 cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
                 status, etag, size = cursor.fetchone()
