@@ -22,10 +22,13 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
 1. D is the `day` param if given, else the run's logical date (a scheduled run for D starts at
    midnight after D, a backfill of D, or `airflow dags test cloudtrail_daily D`); `resolve_day` says it.
 2. `plan_batches` waits until `delivery_delay_minutes` after D has ended (no wait for past days),
-   creates the tables where missing, lists the day (delimiter listings, page by page) and cuts it
-   into key ranges; `load_batch` is mapped over them, at most 4 at a time per DAG.
-4. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
-   summary tables for every event day the files touched; `report_day` logs the day's totals.
+   creates the tables where missing and D's partition of the logs table, lists the day (delimiter
+   listings, page by page) and cuts it into key ranges; `load_batch` is mapped over them, at most 4
+   at a time per DAG.
+3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
+   summary tables for every event day the files touched, reading only the partitions that hold them;
+   `apply_retention` keeps the last `retention_days` delivery days (0: all) and empties older ones
+   whole; `report_day` logs the day's totals.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
@@ -84,6 +87,12 @@ with DAG(
         "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
         "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
         "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
+        "retention_days": Param(
+            int(os.environ.get("CLOUDTRAIL_MYSQL_RETENTION_DAYS", "0")), type="integer", minimum=0,
+            title="Delivery days kept",
+            description="After the load, keep only the last N delivery days (the day loaded counts as one); "
+            "older days leave the table, the manifest and the summaries whole. 0: keep everything.",
+        ),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
     },
@@ -106,8 +115,10 @@ with DAG(
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from cloudtrail_mysql.compat import AirflowFailException
         from cloudtrail_mysql.layout import day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
+        from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
         from cloudtrail_mysql.records import FileKind
         from cloudtrail_mysql.writer import MySqlWriter
 
@@ -122,7 +133,12 @@ with DAG(
 
         conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
-            MySqlWriter(conn, params["table"]).ensure_schema()
+            writer = MySqlWriter(conn, params["table"])
+            writer.ensure_schema()
+            day_is_dropped(conn, params["table"], date.fromisoformat(day))
+            writer.ensure_day_partitions([date.fromisoformat(day)])
+        except (NotPartitioned, DroppedDays) as exc:
+            raise AirflowFailException(str(exc)) from None
         finally:
             conn.close()
 
@@ -209,5 +225,26 @@ with DAG(
         outlets=[CLOUDTRAIL_SUMMARIES],
     )
 
-    loads >> indexes >> summaries
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def apply_retention(day: str, **context: Any) -> dict[str, Any]:
+        """Keep the last retention_days delivery days up to the run's day; older ones leave whole."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql.partitions import apply_retention as keep_last_days
+
+        params = context["params"]
+        if not int(params["retention_days"]):
+            print("retention_days is 0: every day is kept")
+            return {"kept_from": None, "dropped_days": []}
+        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            result = keep_last_days(conn, params["table"], date.fromisoformat(day), int(params["retention_days"]))
+        finally:
+            conn.close()
+        print(result.describe(params["table"]))
+        return {"kept_from": result.kept_from.isoformat(), "dropped_days": [d.isoformat() for d in result.days],
+                "files": result.files, "events": result.events}
+
+    retention = apply_retention(day)
+    loads >> indexes >> summaries >> retention
     [loads, summaries] >> report_day(day)

@@ -6,39 +6,63 @@
 -- Each event counts once: CloudTrail may deliver an event twice (same eventID in two files); the
 -- logs table keeps every delivered copy, the summaries count the first copy of each eventID
 -- (events without an eventID count as delivered).
+--
+-- Cost grows with the day, not with the table: the touched event days come from the day's own
+-- partition, and their events are read only from the partitions of the delivery days whose files
+-- hold them (the manifest's first_event/last_event), named as literals so the server prunes.
 DROP TEMPORARY TABLE IF EXISTS touched_days;
+DROP TEMPORARY TABLE IF EXISTS source_days;
 DROP TEMPORARY TABLE IF EXISTS day_events;
-
-CREATE TEMPORARY TABLE touched_days (event_day DATE NOT NULL PRIMARY KEY) AS
-SELECT DISTINCT DATE(l.eventTimestamp) AS event_day
-FROM `{{ params.table }}_files` f
-JOIN `{{ params.table }}` l ON l.sourceFileId = f.id
-WHERE f.delivery_day = %(day)s AND f.status = 'loaded' AND l.eventTimestamp IS NOT NULL;
 
 -- Every table gets a primary key, temporary ones too: servers may require one (MySQL's
 -- sql_require_primary_key, MariaDB's innodb_force_primary_key, common on managed databases).
+CREATE TEMPORARY TABLE touched_days (event_day DATE NOT NULL PRIMARY KEY) AS
+SELECT DISTINCT DATE(eventTimestamp) AS event_day
+FROM `{{ params.table }}`
+WHERE deliveryDay = %(day)s AND eventTimestamp IS NOT NULL;
+
+CREATE TEMPORARY TABLE source_days (delivery_day DATE NOT NULL PRIMARY KEY) AS
+SELECT DISTINCT COALESCE(f.delivery_day, DATE '1970-01-01') AS delivery_day
+FROM `{{ params.table }}_files` f
+JOIN touched_days t ON f.first_event < t.event_day + INTERVAL 1 DAY AND f.last_event >= t.event_day
+WHERE f.status = 'loaded';
+
+-- Typed (and collated) as the logs table's columns, so that values differing only by case stay apart.
 CREATE TEMPORARY TABLE day_events (row_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) AS
+SELECT DATE(l.eventTimestamp) AS event_day,
+       HOUR(l.eventTimestamp) AS event_hour,
+       COALESCE(l.eventSource, '') AS event_source,
+       COALESCE(l.eventName, '') AS event_name,
+       l.errorCode AS error_code,
+       COALESCE(l.sourceIPAddress, '') AS source_ip,
+       COALESCE(l.principal, '') AS principal
+FROM `{{ params.table }}` l
+WHERE FALSE;
+
+SET @source_days = (SELECT GROUP_CONCAT(QUOTE(delivery_day)) FROM source_days);
+SET @collect_events = CONCAT('
+INSERT INTO day_events (event_day, event_hour, event_source, event_name, error_code, source_ip, principal)
 SELECT event_day, event_hour, event_source, event_name, error_code, source_ip, principal
 FROM (
     SELECT t.event_day,
            HOUR(l.eventTimestamp) AS event_hour,
-           COALESCE(l.eventSource, '') AS event_source,
-           COALESCE(l.eventName, '') AS event_name,
+           COALESCE(l.eventSource, '''') AS event_source,
+           COALESCE(l.eventName, '''') AS event_name,
            l.errorCode AS error_code,
-           COALESCE(l.sourceIPAddress, '') AS source_ip,
-           LEFT(CASE WHEN JSON_VALID(l.userIdentity) THEN
-                    COALESCE(JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.arn')),
-                             JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.invokedBy')),
-                             JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.type')), '')
-                ELSE COALESCE(l.userIdentity, '') END, 512) AS principal,
+           COALESCE(l.sourceIPAddress, '''') AS source_ip,
+           COALESCE(l.principal, '''') AS principal,
            CASE WHEN l.eventID IS NULL THEN 1
                 ELSE ROW_NUMBER() OVER (PARTITION BY t.event_day, l.eventID ORDER BY l.sourceFileId, l.recordIndex)
            END AS copy_number
     FROM touched_days t
     JOIN `{{ params.table }}` l
       ON l.eventTimestamp >= t.event_day AND l.eventTimestamp < t.event_day + INTERVAL 1 DAY
+    WHERE l.deliveryDay IN (', COALESCE(@source_days, 'NULL'), ')
 ) AS delivered
-WHERE copy_number = 1;
+WHERE copy_number = 1');
+PREPARE collect_events FROM @collect_events;
+EXECUTE collect_events;
+DEALLOCATE PREPARE collect_events;
 
 DELETE s FROM `{{ params.table }}_daily_events` s JOIN touched_days t ON s.event_day = t.event_day;
 INSERT INTO `{{ params.table }}_daily_events` (event_day, event_hour, event_source, event_name, events, errors)
@@ -66,4 +90,5 @@ FROM day_events
 GROUP BY event_day, source_ip;
 
 DROP TEMPORARY TABLE day_events;
+DROP TEMPORARY TABLE source_days;
 DROP TEMPORARY TABLE touched_days;

@@ -5,7 +5,13 @@
 --
 -- The first 16 columns are the tutorial's, same names and order, so its queries run unchanged
 -- (eventTime keeps CloudTrail's ISO text). Widths are generous; a longer value is stored cut to the
--- column and kept whole in extraFields. Every other column is the CloudTrail field of that name.
+-- column and kept whole in extraFields. Every other column is the CloudTrail field of that name,
+-- but for those the loader fills itself (eventTimestamp, principal, extraFields, and the last four).
+--
+-- Partitioned by the day CloudTrail delivered the file (one partition per day, made ahead of the
+-- load by partitions.py): each day's secondary indexes are a small tree of their own, a day's
+-- summaries read only the partitions holding its events, and retention empties whole partitions.
+-- Files outside CloudTrail's dated layout have deliveryDay 1970-01-01, in p_undated.
 CREATE TABLE IF NOT EXISTS `{{ params.table }}` (
     eventVersion VARCHAR(16) NULL,
     userIdentity MEDIUMTEXT NULL,
@@ -25,6 +31,8 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}` (
     recipientAccountId VARCHAR(64) NULL,
     -- Typed UTC time of the event, for range queries and per-day summaries.
     eventTimestamp DATETIME NULL,
+    -- Who made the call: userIdentity.arn, else .invokedBy (AWS services), else .type (cut to 512).
+    principal VARCHAR(512) NULL,
     -- Fields of eventVersion 1.01 to 1.11.
     eventCategory VARCHAR(64) NULL,
     readOnly BOOLEAN NULL,
@@ -47,8 +55,10 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}` (
     sourceKey VARCHAR(1024) NOT NULL,
     sourceFileId BIGINT NOT NULL,
     recordIndex INT NOT NULL,
-    PRIMARY KEY (sourceFileId, recordIndex)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+    deliveryDay DATE NOT NULL,
+    PRIMARY KEY (sourceFileId, recordIndex, deliveryDay)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }}
+PARTITION BY RANGE COLUMNS (deliveryDay) (PARTITION p_undated VALUES LESS THAN ('1970-01-02'));
 
 -- One row per file ever seen: a file is 'loaded' (its rows are in the table, exactly once) or
 -- 'failed' (nothing of it is in the table; error says why). file_name identifies the file (see records.file_identity).
@@ -65,6 +75,9 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_files` (
     row_count INT NOT NULL DEFAULT 0,
     error TEXT NULL,
     seconds DOUBLE NULL,
+    -- The file's earliest and latest eventTimestamp: which delivery days hold an event day's events.
+    first_event DATETIME NULL,
+    last_event DATETIME NULL,
     updated_at DATETIME(6) NOT NULL,
     UNIQUE KEY uq_file_hash (file_hash),
     KEY ix_status (status),
@@ -107,4 +120,13 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_source_ips` (
     events BIGINT NOT NULL,
     errors BIGINT NOT NULL,
     PRIMARY KEY (event_day, source_ip)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- Delivery days that retention emptied (their rows, manifest rows and summaries are gone): a file
+-- delivered on one of them is refused by name, not loaded into a day that is no longer whole.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (
+    delivery_day DATE NOT NULL PRIMARY KEY,
+    files BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    dropped_at DATETIME NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};

@@ -1,6 +1,9 @@
 """``cloudtrail-mysql``: the loader without a scheduler.
 
     cloudtrail-mysql import SOURCE      SOURCE: a file, a folder, s3://bucket/key or s3://bucket/prefix/
+    cloudtrail-mysql summarize --day D  indexes where missing, and the summaries of delivery day D
+    cloudtrail-mysql retention --retention-days N   keep only the last N delivery days
+    cloudtrail-mysql migrate            convert a table made before day partitions, once
     cloudtrail-mysql generate OUT       write a realistic sample day in CloudTrail's layout
     cloudtrail-mysql report             answer the tutorial's questions from the table
 
@@ -24,7 +27,8 @@ from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
-from cloudtrail_mysql.records import FileKind
+from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
+from cloudtrail_mysql.records import FileKind, delivery_day
 from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
@@ -184,8 +188,9 @@ def _progress(total: int) -> Any:
     return progress
 
 
-def ensure_database(target: MySqlTarget, table: str) -> None:
-    """Create the database (utf8mb4) and the tables where missing; touch nothing that exists."""
+def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None] = ()) -> None:
+    """Create the database (utf8mb4) and the tables where missing, and the delivery days' partitions
+    ahead of the load; touch nothing that exists."""
     import MySQLdb
 
     try:
@@ -205,7 +210,9 @@ def ensure_database(target: MySqlTarget, table: str) -> None:
             server.close()
         conn = target.connect()
     try:
-        MySqlWriter(conn, table).ensure_schema()
+        writer = MySqlWriter(conn, table)
+        writer.ensure_schema()
+        writer.ensure_day_partitions(days)
     except MySQLdb.Error as error:
         raise setup_error(error, f"cannot create the tables in {target.database}") or error from None
     finally:
@@ -222,10 +229,12 @@ def run_import(args: argparse.Namespace) -> int:
         kinds.add(FileKind.INSIGHT)
     if args.include_network_activity:
         kinds.add(FileKind.NETWORK_ACTIVITY)
-    ensure_database(target, table)
+    if args.retention_days is not None and args.retention_days < 1:
+        raise ValueError("--retention-days keeps at least 1 day (the newest one loaded)")
     sources = list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
+    ensure_database(target, table, {source.delivery_day for source in sources})
     cores = os.cpu_count() or 1
     workers = max(1, args.workers or cores)
     # Parsing ahead needs a core of its own: not there when a local server and the workers fill them all.
@@ -259,11 +268,85 @@ def run_import(args: argparse.Namespace) -> int:
         f"{counts['loaded']} files loaded, {counts['already_loaded']} already loaded, {counts['skipped']} skipped, "
         f"{counts['failed']} failed; {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
     )
+    if args.summarize or args.retention_days:
+        days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
+        conn = target.connect()
+        try:
+            if args.summarize:
+                _summarize(conn, table, days)
+            if args.retention_days and days:
+                print(apply_retention(conn, table, days[-1], args.retention_days).describe(table))
+        finally:
+            conn.close()
     if failures:
         print(f"{len(failures)} file(s) failed and were not loaded:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure.location}: {failure.detail.removeprefix(failure.location + ': ')}", file=sys.stderr)
         return 1
+    return 0
+
+
+# -- summarize, retention, migrate ---------------------------------------------------------------
+def _summarize(conn: Any, table: str, days: Sequence[date]) -> None:
+    from cloudtrail_mysql.daytasks import build_summaries, create_indexes
+
+    print(f"{table}: indexes where missing in {create_indexes(conn, table):.1f} s")
+    for day in days:
+        print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day):.1f} s")
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.daytasks import delivery_days
+
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_identifier(args.table)
+    conn = target.connect()
+    try:
+        MySqlWriter(conn, table).ensure_schema()
+        days = delivery_days(conn, table) if args.all else [date.fromisoformat(day) for day in args.day]
+        if not days:
+            print(f"{table}: no delivery day to summarise (give --day D, or --all)", file=sys.stderr)
+            return 2
+        _summarize(conn, table, days)
+    finally:
+        conn.close()
+    return 0
+
+
+def run_retention(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.daytasks import delivery_days
+
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_identifier(args.table)
+    if args.retention_days < 1:
+        raise ValueError("--retention-days keeps at least 1 day")
+    conn = target.connect()
+    try:
+        MySqlWriter(conn, table).ensure_schema()
+        loaded = delivery_days(conn, table)
+        day = date.fromisoformat(args.day) if args.day else (loaded[-1] if loaded else None)
+        if day is None:
+            print(f"{table}: no delivery day loaded yet, nothing to keep or drop")
+            return 0
+        print(apply_retention(conn, table, day, args.retention_days).describe(table))
+    finally:
+        conn.close()
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.migrate import migrate_table
+
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_identifier(args.table)
+    conn = target.connect()
+    try:
+        writer = MySqlWriter(conn, table)
+        result = migrate_table(conn, table, writer.collation(), say=lambda line: print(line, file=sys.stderr))
+        writer.ensure_schema()  # tables added since (e.g. <table>_dropped_days)
+    finally:
+        conn.close()
+    print(result.describe())
     return 0
 
 
@@ -343,7 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--include-insight", action="store_true", help="also load CloudTrail-Insight files")
     load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")
+    load.add_argument(
+        "--summarize", action="store_true",
+        help="then add the indexes where missing and rebuild the summaries of every delivery day imported",
+    )
+    load.add_argument(
+        "--retention-days", type=int, metavar="N",
+        help="then keep only the last N delivery days, up to the newest one imported (older days are "
+        "dropped whole: rows, manifest and summaries)",
+    )
     load.set_defaults(run=run_import)
+
+    summarize = commands.add_parser("summarize", help="indexes where missing, then a delivery day's summaries")
+    database_options(summarize)
+    days = summarize.add_mutually_exclusive_group(required=True)
+    days.add_argument("--day", action="append", default=[], help="delivery day, YYYY-MM-DD (repeatable)")
+    days.add_argument("--all", action="store_true", help="every delivery day in the manifest")
+    summarize.set_defaults(run=run_summarize)
+
+    retention = commands.add_parser("retention", help="keep only the last N delivery days; drop older ones whole")
+    database_options(retention)
+    retention.add_argument("--retention-days", type=int, required=True, metavar="N", help="delivery days to keep")
+    retention.add_argument("--day", help="the newest day kept, YYYY-MM-DD (default: the newest day loaded)")
+    retention.set_defaults(run=run_retention)
+
+    migrate = commands.add_parser("migrate", help="convert a table made before day partitions (safe to rerun)")
+    database_options(migrate)
+    migrate.set_defaults(run=run_migrate)
 
     generate = commands.add_parser("generate", help="write a realistic sample CloudTrail day")
     generate.add_argument("out", help="folder to write AWSLogs/... into")
@@ -373,7 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (
-        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, MySQLdb.Error, BotoCoreError, ClientError
+        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, MySQLdb.Error, BotoCoreError, ClientError,
+        NotPartitioned, TimeoutError,
     ) as exc:
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
         return 2

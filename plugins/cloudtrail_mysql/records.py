@@ -286,9 +286,32 @@ class Column:
 
 # Columns the loader fills itself; every other column is the CloudTrail field of the same name.
 SPECIAL_COLUMNS = frozenset(
-    {"eventTimestamp", "sourceKey", "sourceFileId", "recordIndex", "extraFields"}
+    {"eventTimestamp", "principal", "sourceKey", "sourceFileId", "recordIndex", "deliveryDay", "extraFields"}
 )
+# Files outside CloudTrail's dated layout are stored with this deliveryDay (the p_undated partition).
+UNDATED_DAY = date(1970, 1, 1)
 _MISSING = object()
+
+
+def _principal(identity: Any, limit: int | None) -> str | None:
+    """Who made the call, for summaries and findings: userIdentity.arn, else .invokedBy (an AWS
+    service), else .type; a userIdentity that is not an object, as text. Cut to the column."""
+    if identity is None:
+        return None
+    if type(identity) is dict:
+        value = identity.get("arn")
+        if value is None:
+            value = identity.get("invokedBy")
+            if value is None:
+                value = identity.get("type")
+                if value is None:
+                    return None
+    else:
+        value = identity
+    text = value if type(value) is str else orjson.dumps(value).decode() if isinstance(value, (dict, list)) else (
+        ("true" if value else "false") if isinstance(value, bool) else str(value)
+    )
+    return text if limit is None or len(text) <= limit else text[:limit]
 
 
 def _event_timestamp(value: Any) -> datetime | None:
@@ -346,13 +369,14 @@ class RowBuilder:
         self._tsv_row = _compile_row(self.columns, self._fields, tsv=True)
 
     def rows(
-        self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
+        self, records: Iterable[dict[str, Any]], source_key: str, file_id: int, delivery_day: date | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Rows for one file's records, lazily, so a caller can stream them in batches."""
         source_key, key_extra = self.fit_source_key(source_key)
+        day = delivery_day or UNDATED_DAY
         build = self._row
         for index, record in enumerate(records):
-            yield build(record, index, file_id, source_key, key_extra)
+            yield build(record, index, file_id, source_key, key_extra, day)
 
     @property
     def tsv_column_names(self) -> tuple[str, ...]:
@@ -365,9 +389,19 @@ class RowBuilder:
         """Whether the table has the sourceKey column (tables this loader creates do)."""
         return self._key_column is not None
 
-    def tsv_constants(self, file_id: int, source_key: str) -> tuple[Any, ...]:
+    @property
+    def has_delivery_day(self) -> bool:
+        """Whether the table has the deliveryDay column (its partitioning column)."""
+        return "deliveryDay" in self.column_names
+
+    def tsv_constants(self, file_id: int, source_key: str, delivery_day: date | None = None) -> tuple[Any, ...]:
         """The values LOAD DATA sets once for a file, in the order of its SET clause."""
-        return (file_id, self.fit_source_key(source_key)[0]) if self.has_source_key else (file_id,)
+        constants: tuple[Any, ...] = (file_id,)
+        if self.has_source_key:
+            constants += (self.fit_source_key(source_key)[0],)
+        if self.has_delivery_day:
+            constants += (delivery_day or UNDATED_DAY,)
+        return constants
 
     def fit_source_key(self, source_key: str) -> tuple[str, dict[str, Any]]:
         """The file's location as its column takes it, and what goes to extraFields if it was cut."""
@@ -401,7 +435,7 @@ class RowBuilder:
 
 
 # The per-file values a LOAD DATA statement sets once (SET column = value), not on every line.
-TSV_CONSTANTS = frozenset({"sourceKey", "sourceFileId"})
+TSV_CONSTANTS = frozenset({"sourceKey", "sourceFileId", "deliveryDay"})
 # LOAD DATA's default format: fields end with a tab, lines with a newline, \N is NULL, and a
 # backslash, tab, newline, CR or NUL inside a value is escaped.
 _NULL = "\\N"
@@ -439,7 +473,7 @@ def _compile_row(
     if tsv:
         lines = ["def build_row(record, index, key_extra):"]
     else:
-        lines = ["def build_row(record, index, file_id, source_key, key_extra):"]
+        lines = ["def build_row(record, index, file_id, source_key, key_extra, delivery_day):"]
     lines += ["    get = record.get", "    extra = {}"]
     values: list[str] = []
     nullable: list[str] = []  # TSV: the variables that may hold None
@@ -488,6 +522,11 @@ def _compile_row(
         elif name == "eventTimestamp":
             nullable.append(var)
             lines.append(f"    {var} = {'event_time_text' if tsv else 'event_timestamp'}(get('eventTime'))")
+        elif name == "principal":
+            nullable.append(var)
+            lines.append(f"    {var} = principal(get('userIdentity'), {column.max_chars})")
+        elif name == "deliveryDay":
+            lines.append(f"    {var} = delivery_day")
         elif name == "sourceKey":
             lines.append(f"    {var} = source_key")
         elif name == "sourceFileId":
@@ -526,6 +565,7 @@ def _compile_row(
         "convert": _convert,
         "event_timestamp": _event_timestamp,
         "event_time_text": _event_time_text,
+        "principal": _principal,
         "escaped_line": _escaped_line,
         "text": lambda value: None if value is None else str(value),
         "dumps": orjson.dumps,

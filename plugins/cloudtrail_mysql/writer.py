@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from cloudtrail_mysql import sql
-from cloudtrail_mysql.records import Column, RowBuilder, delivery_day, file_identity
+from cloudtrail_mysql import partitions, sql
+from cloudtrail_mysql.records import UNDATED_DAY, CloudTrailFileError, Column, RowBuilder, delivery_day, file_identity
 
 __all__ = ["FileResult", "MySqlWriter", "SourceFile", "TsvRows", "mysql_error_code"]
 
@@ -107,6 +107,10 @@ def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool
 _DUPLICATE_KEY = 1062
 
 
+class DroppedDayFile(CloudTrailFileError):
+    """A file delivered on a day that retention has dropped: refused, never loaded into a partial day."""
+
+
 class LoadDataUnavailable(RuntimeError):
     """The server or the connection does not allow LOAD DATA LOCAL INFILE."""
 
@@ -146,6 +150,7 @@ class MySqlWriter:
         self._builder: RowBuilder | None = None
         self._insert: str | None = None
         self._load_data: str | None = None
+        self._day_partitions: set[date | None] = {None}  # delivery days known to have their partition
         self.conn = self._prepare(conn)
 
     @staticmethod
@@ -188,7 +193,16 @@ class MySqlWriter:
                 cursor.execute(statement)
         cursor.close()
         self.conn.commit()
+        partitions.check_partitioned(self.conn, self.table)
         self._builder = None
+
+    def ensure_day_partitions(self, days: Iterable[date | None]) -> None:
+        """Give each delivery day its partition before its files are loaded (DDL: outside a file's
+        transaction). Remembered, so a day is checked once per writer."""
+        wanted = set(days) - self._day_partitions
+        if wanted:
+            partitions.ensure_day_partitions(self.conn, self.table, wanted)
+            self._day_partitions |= wanted
 
     def columns(self) -> list[Column]:
         """The table's columns as the server describes them, in order."""
@@ -230,7 +244,7 @@ class MySqlWriter:
             )
             self._load_data = sql.macro(
                 _LOADER_SQL, "load_data", self.table, self._builder.tsv_column_names,
-                self._builder.has_source_key,
+                self._builder.has_source_key, self._builder.has_delivery_day,
             )
         return self._builder
 
@@ -346,15 +360,26 @@ class MySqlWriter:
             raise RuntimeError(f"LOAD DATA stored {loaded} of {rows.count} rows with {warnings} warnings")
         return rows.count
 
-    def _add_file(self, cursor: Any, values: tuple[Any, ...]) -> int | None:
-        """The id of the manifest row inserted for a new file, or None if another loader has added it."""
+    def _add_file(self, cursor: Any, source: SourceFile) -> int | None:
+        """The id of the manifest row inserted for a new file (0: its day was dropped), or None if
+        another loader has added it."""
         try:
-            cursor.execute(sql.macro(_LOADER_SQL, "add_file", self.table), values)
+            cursor.execute(sql.macro(_LOADER_SQL, "add_file", self.table), (*source.manifest_values, source.delivery_day))
         except Exception as exc:
             if mysql_error_code(exc) == _DUPLICATE_KEY:
                 return None
             raise
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid) if cursor.rowcount else 0
+
+    def _refuse_dropped_day(self, cursor: Any, source: SourceFile) -> None:
+        cursor.execute(sql.macro(_LOADER_SQL, "dropped_day", self.table), (source.delivery_day,))
+        found = cursor.fetchone()
+        when = f" on {found[0]:%Y-%m-%d %H:%M} UTC" if found else ""
+        raise DroppedDayFile(
+            source.location,
+            f"delivered on {source.delivery_day}, a day that retention dropped{when}: not loaded, so that "
+            f"the day is not kept in part (to load it again, delete its row from {self.table}_dropped_days)",
+        )
 
     def _load(
         self, source: SourceFile, records: Iterable[dict[str, Any]], method: str, tsv: TsvRows | None = None,
@@ -362,14 +387,21 @@ class MySqlWriter:
     ) -> FileResult:
         started = time.monotonic()
         builder = self.builder
+        self.ensure_day_partitions([source.delivery_day])
         cursor = self.conn.cursor()
         if hasattr(cursor, "max_stmt_length"):
             cursor.max_stmt_length = 1024 * 1024
         try:
-            file_id = self._add_file(cursor, source.manifest_values) if new else None
-            if file_id is None:
-                cursor.execute(sql.macro(_LOADER_SQL, "claim_file", self.table), source.manifest_values)
+            file_id = self._add_file(cursor, source) if new else None
+            claimed = file_id is None
+            if claimed:
+                cursor.execute(
+                    sql.macro(_LOADER_SQL, "claim_file", self.table), (*source.manifest_values, source.delivery_day)
+                )
                 file_id = cursor.lastrowid
+            if not file_id:
+                self._refuse_dropped_day(cursor, source)
+            if claimed:
                 cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
                 status, etag, size = cursor.fetchone()
                 if _same_content(status, etag, size, source):
@@ -381,16 +413,19 @@ class MySqlWriter:
             if method == "load_data":
                 rows = tsv if tsv is not None else TsvRows(builder, records, source.location)
                 try:
-                    count = self._load_tsv(cursor, rows, builder.tsv_constants(file_id, source.location))
+                    count = self._load_tsv(
+                        cursor, rows, builder.tsv_constants(file_id, source.location, source.delivery_day)
+                    )
                 finally:
                     if rows is not tsv:
                         rows.close()
             else:
-                count = self._insert_rows(cursor, builder.rows(records, source.location, file_id))
+                count = self._insert_rows(cursor, builder.rows(records, source.location, file_id, source.delivery_day))
             seconds = time.monotonic() - started
             cursor.execute(
                 sql.macro(_LOADER_SQL, "finish_file", self.table),
-                (count, seconds, source.location, source.etag, source.size, file_id),
+                (file_id, source.delivery_day or UNDATED_DAY, count, seconds, source.location, source.etag,
+                 source.size, source.delivery_day, file_id),
             )
             self.conn.commit()
             return FileResult(source.location, "loaded", rows=count, seconds=seconds)
