@@ -18,6 +18,12 @@ All in one run, against the same MySQL server, on the same generated files (defa
 --s3-latency-ms N makes the S3 server answer each GET after N ms, as a distant S3 does (the
 command and the DAG read files ahead, so that wait hides behind loading).
 
+--days N (growth mode) measures instead what a table's daily life costs: N consecutive generated
+days of --records events each, each through `airflow dags test cloudtrail_daily D` into the same
+table, as production runs them; per day: the run's wall time, the load phase's rows/s, the
+create_indexes, build_summaries and apply_retention seconds (Airflow's metadata DB), the table's
+size, and whether the day is exact. --retention-days K then reruns the last day with that param.
+
 Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
 run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
 the baseline measured in the same run. Uses only the standard library, the project and its deps.
@@ -118,16 +124,100 @@ def measure(command: list[str], env: dict[str, str] | None = None) -> Measured:
     return Measured(seconds, rss, cpu, None if server is None or server_after is None else server_after - server, _own_cpu() - own)
 
 
-def generate(root: Path, records: int, files_per_region: int) -> list[Path]:
+def generate(root: Path, records: int, files_per_region: int, days: int = 1) -> list[Path]:
+    """``days`` consecutive days from DAY of ``records`` events each (a seed per day), made once."""
+    from datetime import timedelta
+
     from cloudtrail_mysql.sample import day_files, write_files
 
-    marker = root / f".complete-{records}-{files_per_region}"
+    marker = root / (f".complete-{records}-{files_per_region}" + (f"-{days}days" if days > 1 else ""))
     if not marker.exists():
         shutil.rmtree(root, ignore_errors=True)
-        write_files(root, day_files(DAY, records=records, accounts=ACCOUNTS, regions=REGIONS,
-                                    files_per_region=files_per_region, digests=False))
+        for offset in range(days):
+            write_files(root, day_files(DAY + timedelta(days=offset), records=records, accounts=ACCOUNTS, regions=REGIONS,
+                                        files_per_region=files_per_region, digests=False, seed=offset))
         marker.touch()
     return sorted(root.rglob("*.json.gz"))
+
+
+def growth(args: argparse.Namespace) -> None:
+    """Growth mode (--days): one table, a day a run, as production runs the DAG."""
+    from datetime import timedelta
+
+    work = Path(args.workdir)
+    streams = len(ACCOUNTS) * len(REGIONS)
+    files = generate(work / "growth-files", args.records, max(1, args.files // streams), args.days)
+    database = "ctm_bench_growth"
+    url = f"mysql://root@127.0.0.1:3306/{database}"
+    print(f"growth: {args.days} days of {args.records:,} events ({len(files)} files in all) through "
+          f"`airflow dags test`, one table; {os.cpu_count()} cores", flush=True)
+    mysql(f"DROP DATABASE IF EXISTS {database}")
+    mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    s3 = _start_s3(work, files, args.s3_latency_ms, root=work / "growth-files")
+    lines = [
+        "| day | run s | load s | rows/s | create_indexes s | build_summaries s | summaries % of run | retention s | table MiB | exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    runs = [(DAY + timedelta(days=offset), {}) for offset in range(args.days)]
+    if args.retention_days:
+        runs.append((runs[-1][0], {"retention_days": args.retention_days}))
+    try:
+        for number, (day, extra) in enumerate(runs, 1):
+            conf = json.dumps({"parallel_files": args.workers, "bucket": "bench-cloudtrail", **extra})
+            measured = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", day.isoformat(), "--conf", conf],
+                               env=s3.env(url))
+            tasks = s3.task_seconds()
+            expected = sum(1 for path in files if f"/{day:%Y/%m/%d}/" in str(path) for _ in _events(path))
+            loaded = _query_one(database, "SELECT COUNT(*) FROM logs WHERE deliveryDay = %s", day.isoformat())
+            label = f"{number} ({day})" + (f" retention_days={extra['retention_days']}" if extra else "")
+            summaries = tasks.get("build_summaries", 0.0)
+            lines.append(
+                f"| {label} | {measured.seconds:.1f} | {tasks.get('load', 0.0):.1f} | "
+                f"{loaded / max(tasks.get('load', 0.0), 1e-9):,.0f} | {tasks.get('create_indexes', 0.0):.1f} | "
+                f"{summaries:.1f} | {100 * summaries / measured.seconds:.0f}% | {tasks.get('apply_retention', 0.0):.1f} | "
+                f"{_table_mib(database):,.0f} | {'yes' if loaded == expected else f'NO: {loaded} of {expected}'} |"
+            )
+            print(lines[-1], flush=True)
+        if args.retention_days:
+            kept = [str(row) for row in _query_all(database, "SELECT DISTINCT deliveryDay FROM logs ORDER BY 1")]
+            manifest = [str(row) for row in _query_all(database, "SELECT DISTINCT delivery_day FROM logs_files ORDER BY 1")]
+            summary_days = [str(row) for row in _query_all(database, "SELECT DISTINCT event_day FROM logs_daily_events ORDER BY 1")]
+            print(f"after retention_days={args.retention_days}: logs {kept}; manifest {manifest}; summaries' event days "
+                  f"{summary_days}", flush=True)
+    finally:
+        s3.stop()
+    table = "\n".join(lines)
+    print()
+    print(table)
+    (work / "growth.md").write_text(table + "\n")
+
+
+def _events(path: Path) -> list[Any]:
+    import gzip
+
+    return json.loads(gzip.decompress(path.read_bytes()))["Records"]
+
+
+def _query_all(database: str, statement: str, *args: Any) -> list[Any]:
+    import MySQLdb
+
+    conn = MySQLdb.connect(host="127.0.0.1", user="root", database=database)
+    cursor = conn.cursor()
+    cursor.execute(statement, args or None)
+    rows = [row[0] for row in cursor.fetchall()]
+    conn.close()
+    return rows
+
+
+def _query_one(database: str, statement: str, *args: Any) -> int:
+    return int(_query_all(database, statement, *args)[0])
+
+
+def _table_mib(database: str) -> float:
+    """The logs table's data and indexes, as InnoDB reports them (all partitions)."""
+    _query_all(database, "ANALYZE TABLE logs")
+    return _query_one(database, "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.partitions "
+                                "WHERE table_schema = DATABASE() AND table_name = 'logs'") / 2**20
 
 
 def main() -> None:
@@ -142,7 +232,12 @@ def main() -> None:
     parser.add_argument("--s3-latency-ms", type=float, default=0.0,
                         help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
+    parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
+    parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
     args = parser.parse_args()
+    if args.days:
+        growth(args)
+        return
 
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
@@ -257,7 +352,7 @@ class _S3:
     """moto's S3 over HTTP in a thread of this process (as moto's ThreadedMotoServer runs it),
     each GET answered after ``latency_ms``: 0 here, tens of milliseconds from a real S3."""
 
-    def __init__(self, work: Path, files: list[Path], latency_ms: float = 0.0) -> None:
+    def __init__(self, work: Path, files: list[Path], latency_ms: float = 0.0, root: Path | None = None) -> None:
         import boto3
         import logging
         import threading
@@ -278,7 +373,7 @@ class _S3:
         self.endpoint = f"http://127.0.0.1:{self.server.server_port}"
         client = boto3.client("s3", endpoint_url=self.endpoint)
         client.create_bucket(Bucket="bench-cloudtrail")
-        root = work / "files"
+        root = root or work / "files"
         for path in files:
             client.put_object(Bucket="bench-cloudtrail", Key=str(path.relative_to(root)), Body=path.read_bytes())
         self.home = work / "airflow"
@@ -310,12 +405,26 @@ class _S3:
             ).fetchone()
         return float(seconds)
 
+    def task_seconds(self) -> dict[str, float]:
+        """Seconds of each task of the last run; 'load': from the first load_batch start to the last end."""
+        import sqlite3
+
+        with sqlite3.connect(self.home / "airflow.db") as db:
+            rows = db.execute(
+                "SELECT task_id, (julianday(MAX(end_date)) - julianday(MIN(start_date))) * 86400 FROM task_instance "
+                "WHERE dag_id = 'cloudtrail_daily' AND run_id = "
+                "(SELECT run_id FROM dag_run WHERE dag_id = 'cloudtrail_daily' ORDER BY id DESC LIMIT 1) GROUP BY task_id"
+            ).fetchall()
+        found = {task: float(seconds or 0.0) for task, seconds in rows}
+        found["load"] = found.pop("load_batch", 0.0)
+        return found
+
     def stop(self) -> None:
         self.server.shutdown()
 
 
-def _start_s3(work: Path, files: list[Path], latency_ms: float = 0.0) -> _S3:
-    return _S3(work, files, latency_ms)
+def _start_s3(work: Path, files: list[Path], latency_ms: float = 0.0, root: Path | None = None) -> _S3:
+    return _S3(work, files, latency_ms, root)
 
 
 def _median(values: list[float]) -> str:

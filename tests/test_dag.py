@@ -320,3 +320,32 @@ def test_plugin_is_registered_and_its_macro_gives_the_day_prefix(airflow_env: di
     assert day_prefix("444455556666", "eu-west-1", date(2017, 4, 9), key_prefix="/trails/", organization_id="o-a1b2c3d4e5") == (
         "trails/AWSLogs/o-a1b2c3d4e5/444455556666/CloudTrail/eu-west-1/2017/04/09/"
     )
+
+
+@pytest.mark.slow
+def test_retention_through_the_dag_keeps_the_last_days_whole_and_a_dropped_day_is_refused(
+    airflow_env: dict[str, str], cloudtrail_bucket: Any, mysql_db: Any, s3_server: str
+) -> None:
+    client, bucket, records = cloudtrail_bucket
+    env = {**_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
+    before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
+    for day in (before, DAY):
+        run = _dags_test(airflow_env, day, env)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    run = _dags_test(airflow_env, after, env, conf={"retention_days": 2})
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert f"retention dropped 1 delivery day(s), {before}" in run.stdout + run.stderr
+
+    assert [row[0] for row in _query(mysql_db, "SELECT DISTINCT deliveryDay FROM logs ORDER BY 1")] == [DAY, after]
+    assert _query(mysql_db, "SELECT COUNT(*) FROM logs")[0][0] == len(_records_of_day(records, DAY)) + len(
+        _records_of_day(records, after)
+    )
+    assert [row[0] for row in _query(mysql_db, "SELECT DISTINCT delivery_day FROM logs_files ORDER BY 1")] == [DAY, after]
+    assert _query(mysql_db, "SELECT MIN(event_day) FROM logs_daily_events")[0][0] == DAY
+    assert _query(mysql_db, "SELECT delivery_day FROM logs_dropped_days") == [(before,)]
+
+    # The dropped day again: refused at once, nothing of it loaded.
+    run = _dags_test(airflow_env, before, env)
+    assert run.returncode != 0
+    assert f"delivery day {before} was dropped by retention" in run.stdout + run.stderr
+    assert _query(mysql_db, "SELECT COUNT(*) FROM logs WHERE deliveryDay = %s", before)[0][0] == 0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
+from cloudtrail_mysql.partitions import NotPartitioned
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.sql import validate_identifier
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
@@ -144,6 +145,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
                     self.log.info("%s: %s (%s)", result.location, result.status, result.detail)
         except MySqlSetupError as exc:
             raise AirflowFailException(f"MySQL connection {self.mysql_conn_id!r}: {exc}") from None
+        except NotPartitioned as exc:
+            raise AirflowFailException(str(exc)) from None
         finally:
             for writer in writers:
                 writer.conn.close()
