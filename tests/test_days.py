@@ -231,6 +231,13 @@ def test_migrate_converts_a_table_made_by_release_0_1_0_once_and_loses_nothing(
     code, out, err = _cli(capsys, "migrate", "--mysql-url", mysql_db.url)
     assert code == 0, err
     assert f"{len(expected)} rows copied" in out
+    # Each delivery day's part of the summaries is made, so later days add to whole sums.
+    assert mysql_db.query("SELECT event_day, SUM(events) FROM logs_parts_events GROUP BY 1 ORDER BY 1") == mysql_db.query(
+        "SELECT event_day, SUM(events) FROM logs_daily_events GROUP BY 1 ORDER BY 1"
+    )
+    assert mysql_db.query("SELECT DISTINCT delivery_day FROM logs_parts_events ORDER BY 1") == [
+        (DAY,), (DAY + timedelta(days=1),)
+    ]
     columns = ", ".join(f"`{row[0]}`" for row in mysql_db.query(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'src' "
         "ORDER BY ordinal_position"
@@ -305,3 +312,38 @@ def test_sql_files_keep_to_what_mysql_8_also_accepts() -> None:
                 assert len(re.findall(rf"(?<![@\w]){temporary}\b", statement)) <= 1, (
                     f"{name}: {temporary} appears twice in one statement, which MySQL refuses"
                 )
+
+
+@pytest.mark.parametrize("order", ["in order", "backfill"])
+def test_an_event_delivered_on_two_days_counts_once_whichever_day_is_loaded_first(
+    tmp_path: Path, mysql_db: Any, capsys: Any, order: str
+) -> None:
+    import gzip
+    import json
+
+    before, today = _day(tmp_path, DAY - timedelta(days=1), records=200), _day(tmp_path, DAY, records=200, seed=2)
+    # An event of D-1's last minutes, delivered in D-1's folder and again in D's (CloudTrail may).
+    late_evening = next(
+        e for e in before.events() if e["eventTime"].startswith(f"{DAY - timedelta(days=1)}T2") and "eventID" in e
+    )
+    item = today.log_files[0]
+    records = json.loads(gzip.decompress(today.path(item).read_bytes()))["Records"]
+    records.insert(1, json.loads(json.dumps(late_evening)))
+    today.path(item).write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+
+    days = [(before, DAY - timedelta(days=1)), (today, DAY)]
+    for sample, day in days if order == "in order" else days[::-1]:
+        code, _, err = _cli(capsys, "import", sample.root, "--mysql-url", mysql_db.url, "--workers", "1", "--summarize")
+        assert code == 0, err
+    assert mysql_db.query("SELECT COUNT(*) FROM logs WHERE eventID = %s", late_evening["eventID"])[0][0] == 2
+    found = {str(day): int(total) for day, total in mysql_db.query(
+        "SELECT event_day, SUM(events) FROM logs_daily_events GROUP BY event_day"
+    )}
+    assert found == dict(_event_day_totals([before, today]))
+    # Summarising a day again, in any order, changes nothing.
+    for day in (DAY, DAY - timedelta(days=1)):
+        assert _cli(capsys, "summarize", "--day", day, "--mysql-url", mysql_db.url)[0] == 0
+    again = {str(day): int(total) for day, total in mysql_db.query(
+        "SELECT event_day, SUM(events) FROM logs_daily_events GROUP BY event_day"
+    )}
+    assert again == found

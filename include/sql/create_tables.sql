@@ -122,6 +122,46 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_source_ips` (
     PRIMARY KEY (event_day, source_ip)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
+-- What each delivery day's files add to each event day's summaries (build_summaries.sql): a day is
+-- summarised from its own partition only, and an event day's summary is the sum of its parts.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_events` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    event_hour TINYINT NOT NULL,
+    event_source VARCHAR(255) NOT NULL,
+    event_name VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (delivery_day, event_day, event_hour, event_source, event_name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_errors` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    event_source VARCHAR(255) NOT NULL,
+    error_code VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    PRIMARY KEY (delivery_day, event_day, event_source, error_code)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_principals` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    principal VARCHAR(512) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (delivery_day, event_day, principal)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_source_ips` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    source_ip VARCHAR(255) NOT NULL,
+    events BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    PRIMARY KEY (delivery_day, event_day, source_ip)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
 -- Delivery days that retention emptied (their rows, manifest rows and summaries are gone): a file
 -- delivered on one of them is refused by name, not loaded into a day that is no longer whole.
 CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (

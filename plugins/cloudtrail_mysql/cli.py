@@ -335,6 +335,7 @@ def run_retention(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.daytasks import delivery_days
     from cloudtrail_mysql.migrate import migrate_table
 
     target = MySqlTarget.from_url(args.mysql_url)
@@ -343,7 +344,10 @@ def run_migrate(args: argparse.Namespace) -> int:
     try:
         writer = MySqlWriter(conn, table)
         result = migrate_table(conn, table, writer.collation(), say=lambda line: print(line, file=sys.stderr))
-        writer.ensure_schema()  # tables added since (e.g. <table>_dropped_days)
+        writer.ensure_schema()  # tables added since (the summaries' parts, <table>_dropped_days)
+        if result.migrated:
+            # Each delivery day's part of the summaries, which tables before 0.2.0 did not keep.
+            _summarize(conn, table, delivery_days(conn, table))
     finally:
         conn.close()
     print(result.describe())
