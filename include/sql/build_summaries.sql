@@ -51,25 +51,27 @@ SELECT DATE(l.eventTimestamp) AS event_day,
        COALESCE(l.sourceIPAddress, '') AS source_ip,
        COALESCE(l.principal, '') AS principal,
        l.eventID AS event_id,
+       l.eventTimestamp AS event_time,
        l.sourceFileId AS file_id,
        l.recordIndex AS record_index
 FROM `{{ params.table }}` l
 WHERE l.deliveryDay = %(day)s AND l.eventTimestamp IS NOT NULL;
 
--- Copies within the day: eventIDs found twice in the partition (its eventID index, in order), then
--- every copy but the first.
-CREATE TEMPORARY TABLE repeated_ids (event_id VARCHAR(255) NOT NULL PRIMARY KEY) AS
-SELECT eventID AS event_id
+-- Copies within the day: (time, eventID) found twice in the partition (a copy has its event's time;
+-- read in order from the index on them), then every copy but the first.
+CREATE TEMPORARY TABLE repeated_ids (event_time DATETIME NOT NULL, event_id VARCHAR(255) NOT NULL,
+                                     PRIMARY KEY (event_time, event_id)) AS
+SELECT eventTimestamp AS event_time, eventID AS event_id
 FROM `{{ params.table }}`
-WHERE deliveryDay = %(day)s AND eventID IS NOT NULL
-GROUP BY eventID
+WHERE deliveryDay = %(day)s AND eventTimestamp IS NOT NULL AND eventID IS NOT NULL
+GROUP BY eventTimestamp, eventID
 HAVING COUNT(*) > 1;
 
 CREATE TEMPORARY TABLE repeated_rows (PRIMARY KEY (file_id, record_index)) AS
 SELECT l.eventID AS event_id, l.sourceFileId AS file_id, l.recordIndex AS record_index
 FROM repeated_ids r
-JOIN `{{ params.table }}` l ON l.eventID = r.event_id
-WHERE l.deliveryDay = %(day)s AND l.eventTimestamp IS NOT NULL;
+JOIN `{{ params.table }}` l ON l.eventTimestamp = r.event_time AND l.eventID = r.event_id
+WHERE l.deliveryDay = %(day)s;
 
 CREATE TEMPORARY TABLE later_copies (PRIMARY KEY (file_id, record_index)) AS
 SELECT file_id, record_index
@@ -81,8 +83,8 @@ WHERE copy_number > 1;
 DELETE d FROM day_events d JOIN later_copies c ON c.file_id = d.file_id AND c.record_index = d.record_index;
 
 -- Copies in other delivery days, loaded first (a lower file id): only for the event days that other
--- days hold too (usually the day before's last minutes), looked up by eventID in those partitions,
--- named as literals so that the server reads only them.
+-- days hold too (usually the day before's last minutes), looked up by (time, eventID) in those
+-- partitions, named as literals so that the server reads only them.
 SET @cross_days = (SELECT GROUP_CONCAT(DISTINCT QUOTE(event_day)) FROM other_days);
 SET @other_days = (SELECT GROUP_CONCAT(DISTINCT QUOTE(delivery_day)) FROM other_days);
 SET @drop_copies = IF(@cross_days IS NULL, 'DO 0', CONCAT('
@@ -90,8 +92,7 @@ DELETE d FROM day_events d
 WHERE d.event_day IN (', @cross_days, ') AND d.event_id IS NOT NULL
   AND EXISTS (SELECT 1 FROM `{{ params.table }}` o
               WHERE o.deliveryDay IN (', @other_days, ')
-                AND o.eventID = d.event_id AND o.sourceFileId < d.file_id
-                AND o.eventTimestamp >= d.event_day AND o.eventTimestamp < d.event_day + INTERVAL 1 DAY)'));
+                AND o.eventTimestamp = d.event_time AND o.eventID = d.event_id AND o.sourceFileId < d.file_id)'));
 PREPARE drop_copies FROM @drop_copies;
 EXECUTE drop_copies;
 DEALLOCATE PREPARE drop_copies;
