@@ -24,9 +24,9 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, LOST_CONNECTION_ERRORS, MySqlSetupError, load_files, setup_error
+from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
 from cloudtrail_mysql.records import FileKind
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, mysql_error_code
+from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
@@ -324,6 +324,9 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _report_error(exc: BaseException, target: MySqlTarget, table: str, conn: Any) -> Exception:
     """A MySQL error met by ``report``, in words: what is missing or refused, and what to do."""
+    from cloudtrail_mysql.loader import LOST_CONNECTION_ERRORS
+    from cloudtrail_mysql.writer import mysql_error_code
+
     code = mysql_error_code(exc)
     said = exc.args[-1] if exc.args else exc
     reading = f"cannot read the table {table} in {target.describe()}"
