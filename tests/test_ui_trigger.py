@@ -69,7 +69,9 @@ pytestmark = [
         _airflow_major() < 3, reason="the UI test drives Airflow 3's api-server and React UI (Airflow 3 not installed)"
     ),
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing (Debian package 'chromium'): no browser for the UI test"
+        not CHROMIUM.exists(),
+        reason=f"no browser: {CHROMIUM} is missing; to run this UI test, "
+        "apt-get install --no-install-recommends chromium fonts-liberation",
     ),
     pytest.mark.skipif(
         importlib.util.find_spec("playwright") is None,

@@ -17,6 +17,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -376,22 +377,75 @@ def run_generate(args: argparse.Namespace) -> int:
 
 # -- report -------------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
+    import MySQLdb
+
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_identifier(args.table)
-    conn = target.connect()
+    try:
+        conn = target.connect()
+    except MySqlConnectError as exc:
+        if exc.code != 1049:
+            raise
+        raise LookupError(
+            f"the database {target.database} does not exist at {target.user}@{target.host}:{target.port}: "
+            f"load files first (cloudtrail-mysql import SOURCE creates it), or check the database name in "
+            f"--mysql-url or ${URL_VARIABLE}"
+        ) from None
     try:
         cursor = conn.cursor()
         # Each block of report.sql is a "-- title" line and one query.
         for block in sql.render("report.sql", table=table).split("\n\n"):
             title = next((line[2:].strip() for line in block.splitlines() if line.startswith("--")), "")
             for statement in sql.split_statements(block):
-                cursor.execute(statement)
+                try:
+                    cursor.execute(statement)
+                except MySQLdb.Error as exc:
+                    raise _report_error(exc, target, table, conn) from None
                 header = [d[0] for d in cursor.description]
                 print(f"\n{title}" if title else "")
                 _print_table(header, cursor.fetchall())
     finally:
         conn.close()
     return 0
+
+
+def _report_error(exc: BaseException, target: MySqlTarget, table: str, conn: Any) -> Exception:
+    """A MySQL error met by ``report``, in words: what is missing or refused, and what to do."""
+    from cloudtrail_mysql.loader import LOST_CONNECTION_ERRORS
+    from cloudtrail_mysql.writer import mysql_error_code
+
+    code = mysql_error_code(exc)
+    said = exc.args[-1] if exc.args else exc
+    reading = f"cannot read the table {table} in {target.describe()}"
+    if code == 1146:  # no such table: the one asked for, or its manifest <table>_files
+        missing = re.search(r"Table '(?:[^'.]*\.)?([^']*)' doesn't exist", str(said))
+        return LookupError(
+            f"the table {missing.group(1) if missing else table} does not exist in the database {target.database}: "
+            f"load files into it first (cloudtrail-mysql import SOURCE --table {table}), or check --table; "
+            f"{_loaded_tables_here(conn)}"
+        )
+    if code == 1054:  # a table of that name, but not one this loader made
+        return LookupError(
+            f"{reading}: it is not a CloudTrail table made by this loader (MySQL said {said}); check --table; "
+            f"{_loaded_tables_here(conn)}"
+        )
+    refusal = setup_error(exc, reading)
+    if refusal is not None:
+        return refusal
+    if code in LOST_CONNECTION_ERRORS:
+        return ConnectionError(f"{reading}: the connection to MySQL was lost (MySQL said {said}); run the report again")
+    return MySqlSetupError(f"{reading}: MySQL error {code}: {said}")
+
+
+def _loaded_tables_here(conn: Any) -> str:
+    """Which tables of the current database this loader made (each has its <table>_files manifest)."""
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql.render("loaded_tables.sql"))
+        names = [str(row[0]) for row in cursor.fetchall()]
+    except Exception:  # only a hint: never hide the error it adds to
+        return "could not list the tables here"
+    return f"tables loaded here: {', '.join(names)}" if names else "no table was loaded into this database yet"
 
 
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -490,9 +544,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         NotPartitioned, TimeoutError,
     ) as exc:
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
+        hint = _hint(exc)
+        if hint:
+            print(f"cloudtrail-mysql: hint: {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _hint(exc: BaseException) -> str | None:
+    """What to do about an error whose message alone leaves a newcomer guessing; names no secret."""
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return (
+            "these are the AWS credentials for reading S3, which boto3 did not find: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE naming a profile "
+            "of ~/.aws/credentials, or run where an instance or task role provides them"
+        )
+    if isinstance(exc, MySqlConnectError):
+        if exc.code == 1045:
+            return f"check the user and password in --mysql-url or ${URL_VARIABLE}"
+        if exc.code in (2002, 2003, 2005):
+            return f"is a MySQL server running and reachable there? check the host and port in --mysql-url or ${URL_VARIABLE}"
+    return None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ include/sql/day_report.sql and hands the rows here.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from html import escape
 from pathlib import Path
@@ -16,6 +17,20 @@ __all__ = ["render_day_report", "write_day_report"]
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
+def _y_ticks(peak: int, most: int = 5) -> list[int]:
+    """The y axis' labels: 0 up to the first round number at or above ``peak``, in at most ``most`` equal steps.
+
+    Steps are 1, 2, 2.5 or 5 times a power of ten (whole numbers: these are counts).
+    """
+    peak = max(int(peak), 1)
+    for power in itertools.count():
+        unit = 10**power
+        for step in (unit, 2 * unit, max(25 * unit // 10, 1), 5 * unit):
+            if step * most >= peak:
+                return list(range(0, -(-peak // step) * step + 1, step))
+    raise AssertionError("unreachable")
+
+
 def _chart(hourly: Sequence[tuple[int, str, int]], top: int = 5) -> str:
     """Events per hour for the day's busiest services, one line each, as inline SVG."""
     per_service: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
@@ -24,15 +39,19 @@ def _chart(hourly: Sequence[tuple[int, str, int]], top: int = 5) -> str:
     busiest = sorted(per_service, key=lambda s: -sum(per_service[s]))[:top]
     if not busiest:
         return "<p>No events.</p>"
-    width, height, left, bottom = 720, 260, 50, 30
-    peak = max(max(per_service[s]) for s in busiest) or 1
+    width, height, left, bottom = 720, 260, 60, 30
+    ticks = _y_ticks(max(max(per_service[s]) for s in busiest))
+    top = ticks[-1]
     x = lambda h: left + h * (width - left - 10) / 23  # noqa: E731
-    y = lambda v: 10 + (height - bottom - 10) * (1 - v / peak)  # noqa: E731
+    y = lambda v: 10 + (height - bottom - 10) * (1 - v / top)  # noqa: E731
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20 * len(busiest)}" role="img">']
+    for value in ticks[1:]:
+        parts.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{width - 10}" y2="{y(value):.1f}" stroke="#e5e5e5"/>')
     parts.append(f'<line x1="{left}" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" stroke="#999"/>')
     for hour in range(0, 24, 3):
         parts.append(f'<text x="{x(hour):.0f}" y="{height - 10}" font-size="11" text-anchor="middle">{hour:02d}h</text>')
-    parts.append(f'<text x="{left - 5}" y="{y(peak) + 4:.0f}" font-size="11" text-anchor="end">{peak}</text>')
+    for value in ticks:
+        parts.append(f'<text x="{left - 5}" y="{y(value) + 4:.0f}" font-size="11" text-anchor="end">{value:,}</text>')
     for index, service in enumerate(busiest):
         colour = _COLOURS[index % len(_COLOURS)]
         points = " ".join(f"{x(h):.1f},{y(v):.1f}" for h, v in enumerate(per_service[service]))
