@@ -144,21 +144,27 @@ def growth(args: argparse.Namespace) -> None:
     """Growth mode (--days): one table, a day a run, as production runs the DAG."""
     from datetime import timedelta
 
+    from cloudtrail_mysql.records import delivery_day
+
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
-    files = generate(work / "growth-files", args.records, max(1, args.files // streams), args.days)
+    root = Path(args.data) if args.data else work / "growth-files"
+    files = sorted(root.rglob("*.json.gz")) if args.data else generate(root, args.records, max(1, args.files // streams), args.days)
+    days = sorted({day for day in map(delivery_day, map(str, files)) if day is not None}) if args.data else [
+        DAY + timedelta(days=offset) for offset in range(args.days)
+    ]
     database = "ctm_bench_growth"
     url = f"mysql://root@127.0.0.1:3306/{database}"
-    print(f"growth: {args.days} days of {args.records:,} events ({len(files)} files in all) through "
+    print(f"growth: {len(days)} days of {'the files in ' + args.data if args.data else f'{args.records:,} events'} ({len(files)} files in all) through "
           f"`airflow dags test`, one table; {os.cpu_count()} cores", flush=True)
     mysql(f"DROP DATABASE IF EXISTS {database}")
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
-    s3 = _start_s3(work, files, args.s3_latency_ms, root=work / "growth-files")
+    s3 = _start_s3(work, files, args.s3_latency_ms, root=root)
     lines = [
         "| day | run s | load s | rows/s | create_indexes s | build_summaries s | summaries % of run | retention s | table MiB | exact |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    runs = [(DAY + timedelta(days=offset), {}) for offset in range(args.days)]
+    runs: list[tuple[date, dict[str, Any]]] = [(day, {}) for day in days]
     if args.retention_days:
         runs.append((runs[-1][0], {"retention_days": args.retention_days}))
     try:
@@ -167,7 +173,7 @@ def growth(args: argparse.Namespace) -> None:
             measured = measure([str(BIN / "airflow"), "dags", "test", "cloudtrail_daily", day.isoformat(), "--conf", conf],
                                env=s3.env(url))
             tasks = s3.task_seconds()
-            expected = sum(1 for path in files if f"/{day:%Y/%m/%d}/" in str(path) for _ in _events(path))
+            expected = sum(len(_events(path)) for path in files if f"/{day:%Y/%m/%d}/" in str(path) and "/CloudTrail/" in str(path))
             loaded = _query_one(database, "SELECT COUNT(*) FROM logs WHERE deliveryDay = %s", day.isoformat())
             label = f"{number} ({day})" + (f" retention_days={extra['retention_days']}" if extra else "")
             summaries = tasks.get("build_summaries", 0.0)
@@ -195,7 +201,7 @@ def growth(args: argparse.Namespace) -> None:
 def _events(path: Path) -> list[Any]:
     import gzip
 
-    return json.loads(gzip.decompress(path.read_bytes()))["Records"]
+    return json.loads(gzip.decompress(path.read_bytes())).get("Records", [])
 
 
 def _query_all(database: str, statement: str, *args: Any) -> list[Any]:
@@ -234,8 +240,10 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
     parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
     parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
+    parser.add_argument("--data", help="growth mode: CloudTrail files already made (e.g. by cloudtrail-mysql generate), "
+                                       "one run per delivery day found, instead of --days generated ones")
     args = parser.parse_args()
-    if args.days:
+    if args.days or args.data:
         growth(args)
         return
 
