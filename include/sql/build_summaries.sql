@@ -14,6 +14,7 @@
 -- Room for the groupings in memory (this session only): on disk they cost several times more.
 SET SESSION max_heap_table_size = 268435456;
 SET SESSION tmp_table_size = 268435456;
+SET SESSION group_concat_max_len = 1048576;
 DROP TEMPORARY TABLE IF EXISTS touched_days;
 DROP TEMPORARY TABLE IF EXISTS other_days;
 DROP TEMPORARY TABLE IF EXISTS day_events;
