@@ -21,6 +21,7 @@ DROP TEMPORARY TABLE IF EXISTS day_events;
 DROP TEMPORARY TABLE IF EXISTS repeated_ids;
 DROP TEMPORARY TABLE IF EXISTS repeated_rows;
 DROP TEMPORARY TABLE IF EXISTS later_copies;
+DROP TEMPORARY TABLE IF EXISTS day_calls;
 
 -- The event days the day's files hold now, or held when last summarised (a replaced file may have
 -- moved its events). Every table gets a primary key, temporary ones too: servers may require one
@@ -99,18 +100,27 @@ EXECUTE drop_copies;
 DEALLOCATE PREPARE drop_copies;
 
 -- The day's parts, grouped on hashes of their text columns (a sort of short keys, not of 2 KB ones);
--- the exact values, by which the binary collation keeps case apart, are what is hashed.
+-- the exact values, by which the binary collation keeps case apart, are what is hashed. Events and
+-- errors come from one grouping by hour, service, event name and error code (a few thousand rows).
+CREATE TEMPORARY TABLE day_calls (row_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) AS
+SELECT event_day, event_hour, MIN(event_source) AS event_source, MIN(event_name) AS event_name,
+       MIN(error_code) AS error_code, COUNT(*) AS events
+FROM day_events
+GROUP BY event_day, event_hour, UNHEX(MD5(CONCAT(event_source, X'00', event_name, X'00', COALESCE(error_code, ''))))
+         , error_code IS NULL;
+
 DELETE FROM `{{ params.table }}_parts_events` WHERE delivery_day = %(day)s;
 INSERT INTO `{{ params.table }}_parts_events`
     (delivery_day, event_day, event_hour, event_source, event_name, events, errors)
-SELECT %(day)s, event_day, event_hour, MIN(event_source), MIN(event_name), COUNT(*), SUM(error_code IS NOT NULL)
-FROM day_events
+SELECT %(day)s, event_day, event_hour, MIN(event_source), MIN(event_name), SUM(events),
+       SUM(CASE WHEN error_code IS NULL THEN 0 ELSE events END)
+FROM day_calls
 GROUP BY event_day, event_hour, UNHEX(MD5(CONCAT(event_source, X'00', event_name)));
 
 DELETE FROM `{{ params.table }}_parts_errors` WHERE delivery_day = %(day)s;
 INSERT INTO `{{ params.table }}_parts_errors` (delivery_day, event_day, event_source, error_code, events)
-SELECT %(day)s, event_day, MIN(event_source), MIN(error_code), COUNT(*)
-FROM day_events
+SELECT %(day)s, event_day, MIN(event_source), MIN(error_code), SUM(events)
+FROM day_calls
 WHERE error_code IS NOT NULL
 GROUP BY event_day, UNHEX(MD5(CONCAT(event_source, X'00', error_code)));
 
@@ -151,6 +161,7 @@ SELECT p.event_day, MIN(p.source_ip), SUM(p.events), SUM(p.errors)
 FROM `{{ params.table }}_parts_source_ips` p JOIN touched_days t ON p.event_day = t.event_day
 GROUP BY p.event_day, UNHEX(MD5(p.source_ip));
 
+DROP TEMPORARY TABLE day_calls;
 DROP TEMPORARY TABLE later_copies;
 DROP TEMPORARY TABLE repeated_rows;
 DROP TEMPORARY TABLE repeated_ids;
