@@ -15,11 +15,9 @@ from typing import Any
 
 import jinja2
 import pytest
-
-from conftest import CLI, SampleDay, make_sample_day
-
 from cloudtrail_mysql import cli, sql
 from cloudtrail_mysql.daytasks import create_indexes
+from conftest import CLI, SampleDay, make_sample_day
 
 DAY = date(2017, 4, 10)
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,7 +70,8 @@ def test_each_delivery_day_gets_a_partition_of_its_own_made_ahead_backfills_incl
     conn.close()
     assert _partitions(mysql_db) == {"p_undated": 0, "g19700102": 0, "p20170410": 0}
 
-    today, backfill, next_day = _day(tmp_path, DAY), _day(tmp_path, DAY - timedelta(days=30)), _day(tmp_path, DAY + timedelta(days=1))
+    today = _day(tmp_path, DAY)
+    backfill, next_day = _day(tmp_path, DAY - timedelta(days=30)), _day(tmp_path, DAY + timedelta(days=1))
     for sample in (today, next_day, backfill):  # the backfill comes last and lands in the middle
         code, _, err = _cli(capsys, "import", sample.root, "--mysql-url", mysql_db.url, "--workers", "1")
         assert code == 0, err

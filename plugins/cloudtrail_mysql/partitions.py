@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Iterable, Iterator, Sequence
-
-from contextlib import contextmanager
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import UNDATED_DAY
