@@ -8,7 +8,7 @@ from typing import Any
 
 from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
-from cloudtrail_mysql.sql import IDENTIFIER_PATTERN, sql_dir
+from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
 DOC_MD = """
 ### CloudTrail logs into MySQL, one day per run
@@ -78,7 +78,7 @@ with DAG(
                           description="Only these account ids (empty: every account found)."),
         "regions": Param([], type="array", items={"type": "string"}, title="Regions",
                          description="Only these regions (empty: every region found)."),
-        "table": Param("logs", type="string", pattern=IDENTIFIER_PATTERN, title="Table",
+        "table": Param("logs", type="string", pattern=TABLE_NAME_PATTERN, title="Table",
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
         "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
         "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),

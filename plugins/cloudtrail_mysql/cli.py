@@ -223,7 +223,7 @@ def run_import(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     kinds = set(DEFAULT_KINDS)
     if args.include_insight:
         kinds.add(FileKind.INSIGHT)
@@ -299,7 +299,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
         MySqlWriter(conn, table).ensure_schema()
@@ -317,7 +317,7 @@ def run_retention(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     if args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day")
     conn = target.connect()
@@ -338,7 +338,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.migrate import migrate_table
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
         writer = MySqlWriter(conn, table)
@@ -373,7 +373,7 @@ def run_generate(args: argparse.Namespace) -> int:
 # -- report -------------------------------------------------------------------------------------
 def run_report(args: argparse.Namespace) -> int:
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
         cursor = conn.cursor()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
 from cloudtrail_mysql.records import FileKind
-from cloudtrail_mysql.sql import validate_identifier
+from cloudtrail_mysql.sql import validate_table_name
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
 
         from cloudtrail_mysql.sources import fetch
 
-        table = validate_identifier(self.table)
+        table = validate_table_name(self.table)
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         # local_infile lets the writer use LOAD DATA LOCAL INFILE where the server allows it.
         hook = MySqlHook(mysql_conn_id=self.mysql_conn_id, local_infile=self.load_method != "insert")

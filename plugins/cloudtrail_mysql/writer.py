@@ -144,7 +144,7 @@ class MySqlWriter:
         if method not in ("auto", "insert", "load_data"):
             raise ValueError(f"method must be auto, insert or load_data, not {method!r}")
         self.method = method
-        self.table = sql.validate_identifier(table)
+        self.table = sql.validate_table_name(table)
         self.batch_rows = batch_rows
         self._connect = connect
         self._builder: RowBuilder | None = None
