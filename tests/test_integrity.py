@@ -58,3 +58,48 @@ def test_the_table_param_of_the_dag_refuses_derived_names() -> None:
         assert re.search(TABLE_NAME_PATTERN, good), good
     for bad in ("logs_files", "logs_daily_errors", "org_findings", "logs_dropped_days", "logs; DROP TABLE x"):
         assert not re.search(TABLE_NAME_PATTERN, bad), bad
+
+
+# -- 2. nothing dropped without a trace ------------------------------------------------------------
+def _ct_path(root: Path, unique: str, account: str = "111122223333") -> Path:
+    path = root / f"AWSLogs/{account}/CloudTrail/us-east-1/2017/04/10/{account}_CloudTrail_us-east-1_20170410T0000Z_{unique}.json.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.parametrize("method", ["auto", "insert"])
+def test_duplicate_keys_fail_the_file_and_odd_values_are_kept(mysql_db, tmp_path: Path, method: str) -> None:
+    root = tmp_path / "day"
+    event = '{"eventVersion":"1.08","eventTime":"2017-04-10T00:00:01Z","eventName":"A","requestID":"%s"}'
+    twice_records = _ct_path(root, "RecordsTwiceAAAA")
+    twice_records.write_bytes(gzip.compress(('{"Records":[%s],"Records":[%s]}' % (event % "r1", event % "r2")).encode()))
+    twice_key = _ct_path(root, "KeyTwiceBBBBBBBB")
+    twice_key.write_bytes(gzip.compress(('{"Records":[%s,{"eventName":"Deleted","eventName":"Harmless"}]}' % (event % "k1")).encode()))
+    # Whitespace and a \u003a escape in the text do not hide a duplicate.
+    hidden = _ct_path(root, "HiddenTwiceCCCCC")
+    hidden.write_bytes(gzip.compress(b'{"Records" : [{"b":"\\"\\u003a", "a":1, "a" :2}]}'))
+    good = _ct_path(root, "GoodGoodGoodGood")
+    odd = [
+        {"eventName": "E0", "readOnly": "TRUE ", "managementEvent": "true", "sessionCredentialFromConsole": 1},
+        {"eventName": "E1", "readOnly": True, "managementEvent": False, "userAgent": "x\\ud800y\\udfffz"},
+    ]
+    text = json.dumps({"Records": odd}).replace("\\\\ud800", "\\ud800").replace("\\\\udfff", "\\udfff")
+    good.write_bytes(gzip.compress(text.encode()))
+
+    result = _import(root, mysql_db, "--method", method)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert _summary(result)["loaded"] == 1 and _summary(result)["failed"] == 3
+    assert f"{twice_records}: duplicate JSON key: the file has the key 'Records' twice" in result.stderr
+    assert f"{twice_key}: duplicate JSON key: record 1 has the key 'eventName' twice" in result.stderr
+    assert f"{hidden}: duplicate JSON key: record 0 has the key 'a' twice" in result.stderr
+    statuses = dict(mysql_db.query("SELECT source, status FROM logs_files"))
+    assert statuses == {str(twice_records): "failed", str(twice_key): "failed", str(hidden): "failed", str(good): "loaded"}
+    assert mysql_db.query("SELECT DISTINCT sourceKey FROM logs") == [(str(good),)]
+    rows = mysql_db.query_dicts(
+        "SELECT readOnly, managementEvent, sessionCredentialFromConsole, userAgent, extraFields FROM logs ORDER BY recordIndex"
+    )
+    assert (rows[0]["readOnly"], rows[0]["managementEvent"], rows[0]["sessionCredentialFromConsole"]) == (1, 1, None)
+    assert json.loads(rows[0]["extraFields"]) == {"readOnly": "TRUE ", "managementEvent": "true", "sessionCredentialFromConsole": 1}
+    assert (rows[1]["readOnly"], rows[1]["managementEvent"], rows[1]["extraFields"]) == (1, 0, None)
+    assert rows[1]["userAgent"] == "x\ufffdy\ufffdz"  # one U+FFFD per lone surrogate

@@ -161,6 +161,9 @@ def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         document = _loads_leniently(data, source, exc)
+    else:
+        if _duplicate_keys_possible(data, document):
+            _refuse_duplicate_keys(json.loads(data, object_pairs_hook=_KeyPairs()), source)
     if not isinstance(document, dict):
         raise CloudTrailFileError(
             source, f"not a CloudTrail log file (top-level JSON is {_json_type(document)}, not an object)"
@@ -229,13 +232,89 @@ def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
 
     Python's json reads it; what is not Unicode becomes U+FFFD, so every event is kept.
     """
+    pairs = _KeyPairs()
     try:
-        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float)
+        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float, object_pairs_hook=pairs)
     except _NumberOutOfRange as exc:
         raise CloudTrailFileError(source, f"a number too large to store: {exc}") from None
     except ValueError:
         raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
+    if pairs.duplicated:
+        _refuse_duplicate_keys(document, source)
     return _replace_surrogates(document)
+
+
+def _duplicate_keys_possible(data: bytes, document: Any) -> bool:
+    """Whether the JSON text may hold a key twice in one object (orjson keeps the last value only).
+
+    Cheap, for every file. orjson's compact re-serialisation of the parsed document is the text
+    itself for compact JSON such as CloudTrail writes: then nothing was dropped. Otherwise every key
+    ends with a colon, and colons inside strings come back as they were (but for a \\u003a escape),
+    while whitespace, number forms and other escapes hold none: the text has more colons exactly
+    when a key was dropped.
+    """
+    again = orjson.dumps(document)
+    if again == data or (len(again) < len(data) and again == data.strip()):
+        return False
+    return b"\\u003" in data or data.count(b":") != again.count(b":")
+
+
+class _KeyPairs:
+    """``object_pairs_hook`` for json.loads: builds dicts, marking one that had a key twice."""
+
+    def __init__(self) -> None:
+        self.duplicated = False
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(pairs)
+        if len(built) == len(pairs):
+            return built
+        self.duplicated = True
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return _Duplicated(built, key)
+
+
+class _Duplicated(dict):  # type: ignore[type-arg]
+    """A JSON object that held ``key`` more than once."""
+
+    def __init__(self, built: dict[str, Any], key: str) -> None:
+        super().__init__(built)
+        self.key = key
+
+
+def _first_duplicate(value: Any) -> str | None:
+    if isinstance(value, _Duplicated):
+        return value.key
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        found = _first_duplicate(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _refuse_duplicate_keys(document: Any, source: str) -> None:
+    """Fail the file, saying where, if any of its JSON objects has a key twice (parsed with ``_KeyPairs``)."""
+    where = ""
+    if isinstance(document, _Duplicated):
+        where = f"the file has the key {document.key!r} twice"
+    elif isinstance(document, dict) and isinstance(document.get("Records"), list):
+        for index, record in enumerate(document["Records"]):
+            key = _first_duplicate(record)
+            if key is not None:
+                nested = "" if isinstance(record, _Duplicated) else " in a nested object"
+                where = f"record {index} has the key {key!r} twice{nested}"
+                break
+    if not where:
+        key = _first_duplicate(document)
+        if key is None:
+            return
+        where = f"the key {key!r} appears twice in one object"
+    raise CloudTrailFileError(
+        source, f"duplicate JSON key: {where}; JSON would keep only the last value, so the file is refused rather "
+        "than drop one (fix or replace the file, then load it again)",
+    )
 
 
 class _NumberOutOfRange(ValueError):
@@ -251,9 +330,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _replace_surrogates(value: Any) -> Any:
-    text = json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
-    return orjson.loads(text.decode("utf-8", errors="replace"))
+    """The value with each lone surrogate (a code point JSON escapes allow but Unicode text cannot
+    hold) replaced by one U+FFFD."""
+    return orjson.loads(_SURROGATE.sub("\ufffd", json.dumps(value, ensure_ascii=False)))
 
 
 def _json_type(value: Any) -> str:
@@ -589,9 +672,9 @@ def _convert(column: Column, value: Any, extra: dict[str, Any]) -> Any:
     if kind == "bool":
         if value is True or value is False:
             return int(value)
+        extra[column.name] = value  # not exactly a JSON boolean: the original is kept as it was
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return int(value.strip().lower() == "true")
-        extra[column.name] = value
         return None
     if kind == "datetime":
         moment = _event_timestamp(value)
