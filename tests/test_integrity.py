@@ -103,3 +103,106 @@ def test_duplicate_keys_fail_the_file_and_odd_values_are_kept(mysql_db, tmp_path
     assert json.loads(rows[0]["extraFields"]) == {"readOnly": "TRUE ", "managementEvent": "true", "sessionCredentialFromConsole": 1}
     assert (rows[1]["readOnly"], rows[1]["managementEvent"], rows[1]["extraFields"]) == (1, 0, None)
     assert rows[1]["userAgent"] == "x\ufffdy\ufffdz"  # one U+FFFD per lone surrogate
+
+
+# -- 1. a file's identity cannot collide silently --------------------------------------------------
+def _events(n: int, tag: str) -> list[dict[str, Any]]:
+    return [
+        {"eventVersion": "1.08", "eventTime": f"2017-04-10T00:{i:02d}:00Z", "eventName": f"{tag}{i}", "requestID": f"{tag}-{i}"}
+        for i in range(n)
+    ]
+
+
+def _namesakes(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """The same CloudTrail file name in two folders, with different events (10 and 29)."""
+    first = _ct_path(tmp_path / "one" / "a", "SameNameSameName")
+    second = _ct_path(tmp_path / "one" / "b", "SameNameSameName")
+    first.write_bytes(_gz({"Records": _events(10, "first")}))
+    second.write_bytes(_gz({"Records": _events(29, "second")}))
+    return tmp_path / "one", first, second, _ct_path(tmp_path / "one" / "b", "OtherFileOtherFi")
+
+
+def test_a_namesake_with_other_content_is_refused_naming_both_places(mysql_db, tmp_path: Path) -> None:
+    root, first, second, other = _namesakes(tmp_path)
+    other.write_bytes(_gz({"Records": _events(3, "other")}))
+
+    result = _import(root, mysql_db)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    # Whichever of the two was loaded first stays; the other is refused, naming both places.
+    manifest = {source: (status, name, error) for source, status, name, error in mysql_db.query("SELECT source, status, file_name, error FROM logs_files")}
+    winner, loser = (first, second) if manifest[str(first)][0] == "loaded" else (second, first)
+    kept = _events(10, "first") if winner == first else _events(29, "second")
+    assert _summary(result) == {"loaded": 2, "already_loaded": 0, "skipped": 0, "failed": 1, "rows": len(kept) + 3}
+    assert f"{loser}: a different file of the same name is loaded from {winner}" in result.stderr
+    assert sorted(mysql_db.query("SELECT eventName FROM logs WHERE sourceKey = %s", str(winner))) == sorted((e["eventName"],) for e in kept)
+    assert mysql_db.count() == len(kept) + 3
+    assert manifest[str(winner)][:2] == ("loaded", first.name) and manifest[str(winner)][2] is None
+    assert manifest[str(loser)][:2] == ("failed", first.name) and str(winner) in manifest[str(loser)][2]
+
+    # A rerun changes nothing and says the same.
+    again = _import(root, mysql_db)
+    assert again.returncode == 1 and _summary(again)["failed"] == 1 and _summary(again)["already_loaded"] == 2
+    assert mysql_db.count() == len(kept) + 3
+
+
+def test_two_loaders_at_once_with_namesakes_end_exact(mysql_db, tmp_path: Path) -> None:
+    """Two imports started together, each with one of two different files of the same name: one is
+    loaded, the other refused naming it; never both, never a mix."""
+    _, first, second, _ = _namesakes(tmp_path)
+    ensure = run_cli("import", first, "--mysql-url", mysql_db.url)  # tables made, then emptied
+    assert ensure.returncode == 0, ensure.stderr
+    mysql_db.query("DELETE FROM logs")
+    mysql_db.query("DELETE FROM logs_files")
+    for _ in range(3):
+        commands = [[str(CLI), "import", str(path), "--mysql-url", mysql_db.url] for path in (first, second)]
+        running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+        outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in running]
+        for p in running:
+            p.stdout.close()
+            p.stderr.close()
+        assert sorted(code for code, _ in outcomes) == [0, 1], outcomes
+        winner, loser = (first, second) if outcomes[0][0] == 0 else (second, first)
+        assert f"{loser}: a different file of the same name is loaded from {winner}" in outcomes[[first, second].index(loser)][1]
+        expected = 10 if winner == first else 29
+        assert mysql_db.query("SELECT COUNT(*), COUNT(DISTINCT sourceKey), MIN(sourceKey) FROM logs") == [(expected, 1, str(winner))]
+        assert sorted(mysql_db.query("SELECT source, status FROM logs_files")) == sorted([(str(winner), "loaded"), (str(loser), "failed")])
+        mysql_db.query("DELETE FROM logs")
+        mysql_db.query("DELETE FROM logs_files")
+
+
+def test_a_file_changed_in_place_is_reported_as_replacing_its_rows(mysql_db, tmp_path: Path) -> None:
+    from cloudtrail_mysql.report import write_day_report
+
+    root, first, _, _ = _namesakes(tmp_path)
+    shutil.rmtree(root / "b")
+    assert _import(root, mysql_db).returncode == 0
+    first.write_bytes(_gz({"Records": _events(7, "redelivered")}))  # CloudTrail delivered it again, changed
+
+    result = _import(root, mysql_db)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _summary(result)["loaded"] == 1
+    assert "1 file(s) changed since loaded replaced 10 earlier rows:" in result.stdout
+    assert f"  {first}: replaced 10 rows of its earlier version" in result.stdout
+    assert sorted(mysql_db.query("SELECT eventName FROM logs")) == sorted((e["eventName"],) for e in _events(7, "redelivered"))
+    (status, rows, note), = mysql_db.query("SELECT status, row_count, error FROM logs_files")
+    assert (status, rows) == ("loaded", 7) and note.startswith("replaced 10 rows of an earlier version")
+
+    conn = mysql_db.connect()
+    try:
+        def query(statement: str, parameters: Any) -> list[tuple[Any, ...]]:
+            cursor = conn.cursor()
+            cursor.execute(statement, parameters)
+            return list(cursor.fetchall())
+
+        path, files = write_day_report(query, "logs", "2017-04-10", tmp_path / "reports")
+    finally:
+        conn.close()
+    page = path.read_text()
+    assert files == {"loaded": {"files": 1, "rows": 7}}
+    assert "Files that replaced an earlier version of themselves" in page and str(first) in page and "replaced 10 rows" in page
+
+    # Loading it again unchanged: already loaded, nothing replaced, the note stays.
+    again = _import(root, mysql_db)
+    assert _summary(again)["already_loaded"] == 1 and "replaced" not in again.stdout

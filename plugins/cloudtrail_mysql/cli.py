@@ -29,7 +29,7 @@ from cloudtrail_mysql import sql
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
 from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
 from cloudtrail_mysql.records import FileKind, delivery_day
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
+from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, replaced_rows
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
@@ -247,6 +247,7 @@ def run_import(args: argparse.Namespace) -> int:
     counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
     rows = 0
     failures: list[FileResult] = []
+    replacements: list[tuple[str, int]] = []
     progress = _progress(len(sources))
     if progress is not None:
         progress.start()
@@ -257,6 +258,8 @@ def run_import(args: argparse.Namespace) -> int:
             if result.status == "failed":
                 failures.append(result)
                 print(f"FAILED {result.detail}", file=sys.stderr)
+            elif result.status == "loaded" and replaced_rows(result.detail) is not None:
+                replacements.append((result.location, replaced_rows(result.detail) or 0))
             if progress is not None:
                 elapsed = max(time.monotonic() - started, 1e-9)
                 progress.update(progress.task_ids[0], advance=1, rows=rows, rate=rows / elapsed)
@@ -268,6 +271,11 @@ def run_import(args: argparse.Namespace) -> int:
         f"{counts['loaded']} files loaded, {counts['already_loaded']} already loaded, {counts['skipped']} skipped, "
         f"{counts['failed']} failed; {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
     )
+    if replacements:
+        # A changed file at the same place (CloudTrail delivered it again): its earlier rows went.
+        print(f"{len(replacements)} file(s) changed since loaded replaced {sum(n for _, n in replacements)} earlier rows:")
+        for location, replaced in replacements:
+            print(f"  {location}: replaced {replaced} rows of its earlier version")
     if args.summarize or args.retention_days:
         days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
         conn = target.connect()

@@ -139,7 +139,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
                     failed.append(result.detail)
                     self.log.error("FAILED %s", result.detail)
                 elif result.status == "loaded":
-                    self.log.info("%s: %d rows in %.2f s", result.location, result.rows, result.seconds)
+                    self.log.info("%s: %d rows in %.2f s %s", result.location, result.rows, result.seconds, result.detail)
                 else:
                     self.log.info("%s: %s (%s)", result.location, result.status, result.detail)
         except MySqlSetupError as exc:
