@@ -206,3 +206,67 @@ def test_a_file_changed_in_place_is_reported_as_replacing_its_rows(mysql_db, tmp
     # Loading it again unchanged: already loaded, nothing replaced, the note stays.
     again = _import(root, mysql_db)
     assert _summary(again)["already_loaded"] == 1 and "replaced" not in again.stdout
+
+
+# -- 3. a dead worker never hangs the command ------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0.0
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def test_a_worker_killed_mid_import_fails_its_file_by_name_and_a_rerun_is_exact(mysql_db, tmp_path: Path) -> None:
+    base = read_events(make_sample_day(tmp_path / "base", records=40, accounts=("111122223333",), regions=("us-east-1",), digests=False).root.rglob("*.json.gz").__next__())
+    root = tmp_path / "big"
+    files: dict[Path, int] = {}
+    for n in range(4):  # big files, so that each worker is inside one for a while
+        records = [dict(base[i % len(base)], eventID=f"e-{n}-{i}", requestID=f"r-{n}-{i}") for i in range(12000)]
+        path = _ct_path(root, f"BigFile{n}BigFile{n}", account=f"11112222333{n}")
+        path.write_bytes(_gz({"Records": records}))
+        files[path] = len(records)
+
+    command = subprocess.Popen(
+        [str(CLI), "import", str(root), "--mysql-url", mysql_db.url, *WORKERS],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        victim = None
+        deadline = time.monotonic() + 60
+        while victim is None and time.monotonic() < deadline and command.poll() is None:
+            # A worker holding a file has parsed it: its memory grows well above an idle worker's.
+            victim = next((pid for pid in _children(command.pid) if _rss_mib(pid) > 60), None)
+            time.sleep(0.02)
+        assert victim is not None, "no worker was seen loading a file"
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        stdout, stderr = command.communicate(timeout=90)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.communicate()
+    assert time.monotonic() - killed_at < 60
+    assert command.returncode == 1, stdout + stderr
+    failed = [(source, error) for source, status, error in mysql_db.query("SELECT source, status, error FROM logs_files") if status == "failed"]
+    assert len(failed) == 1, (failed, stderr)
+    source, error = failed[0]
+    assert f"the worker process loading it (pid {victim}) was killed by SIGKILL" in error
+    assert f"FAILED {error}" in stderr and f"  {source}: the worker process loading it (pid {victim})" in stderr
+    summary = _summary(type("R", (), {"stdout": stdout, "stderr": stderr})())
+    assert summary["failed"] == 1 and summary["loaded"] == len(files) - 1
+    assert mysql_db.count() == sum(files.values()) - files[Path(source)]
+
+    rerun = _import(root, mysql_db)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _summary(rerun)["loaded"] == 1 and _summary(rerun)["already_loaded"] == len(files) - 1
+    assert mysql_db.query("SELECT COUNT(*), COUNT(DISTINCT eventID) FROM logs") == [(sum(files.values()), sum(files.values()))]
+    assert mysql_db.query("SELECT status, COUNT(*) FROM logs_files GROUP BY status") == [("loaded", len(files))]
