@@ -270,3 +270,153 @@ def test_a_worker_killed_mid_import_fails_its_file_by_name_and_a_rerun_is_exact(
     assert _summary(rerun)["loaded"] == 1 and _summary(rerun)["already_loaded"] == len(files) - 1
     assert mysql_db.query("SELECT COUNT(*), COUNT(DISTINCT eventID) FROM logs") == [(sum(files.values()), sum(files.values()))]
     assert mysql_db.query("SELECT status, COUNT(*) FROM logs_files GROUP BY status") == [("loaded", len(files))]
+
+
+# -- 4. the DAG refuses at once what no retry can fix ----------------------------------------------
+from test_dag import REPO, airflow_env  # noqa: E402,F401 - the isolated Airflow of the DAG tests
+
+_RUNNER = r"""
+import json, sys
+from datetime import datetime, timedelta, timezone
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 2
+    from airflow.models.dagbag import DagBag
+dag = DagBag(sys.argv[1]).dags["cloudtrail_daily"]
+for task in dag.tasks:  # a retry, if any, comes at once: the test sees it in try_number
+    task.retry_delay = timedelta(seconds=0)
+    task.retry_exponential_backoff = False
+results = {}
+for name, (day, conf) in json.loads(sys.argv[2]).items():
+    conf = {"day": None, "table": "logs", **conf}  # one run's conf stays in the DAG's params for the next
+    try:
+        run = dag.test(logical_date=datetime.fromisoformat(day).replace(tzinfo=timezone.utc), run_conf=conf)
+    except Exception as exc:
+        results[name] = {"refused": f"{type(exc).__name__}: {exc}"}
+        continue
+    tasks = {}
+    for ti in run.get_task_instances():
+        tasks.setdefault(ti.task_id, [str(ti.state), ti.try_number])
+    results[name] = {"state": str(run.state), "tasks": tasks}
+print("RESULTS " + json.dumps(results))
+"""
+
+
+class _Trap:
+    """A TCP port that counts the connections made to it (and closes them at once)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.connections = 0
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.port = self.socket.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.mark.slow
+def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
+    airflow_env: dict[str, str], mysql_db, s3_bucket, s3_server: str, tmp_path: Path
+) -> None:
+    from datetime import date, datetime, timedelta, timezone
+
+    from conftest import _mysql_connect
+    from cloudtrail_mysql.sample import day_files
+
+    client, bucket = s3_bucket
+    upload_files(client, bucket, day_files(date(2017, 4, 9), records=20, accounts=("111122223333",), regions=("us-east-1",), digests=False))
+    empty_bucket = f"{bucket}-empty"
+    client.create_bucket(Bucket=empty_bucket)
+    client.put_object(Bucket=empty_bucket, Key="config/not-a-trail.json", Body=b"{}")
+    mysql_trap, s3_trap = _Trap(), _Trap()
+    aws = lambda endpoint: json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",  # noqa: E731
+                                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})
+    env = {
+        **os.environ, **airflow_env,
+        "AIRFLOW_CONN_MYSQL_REAL": mysql_db.url,
+        "AIRFLOW_CONN_MYSQL_BADPW": mysql_url(mysql_db.name, password="not-the-password"),
+        "AIRFLOW_CONN_MYSQL_LIMITED": f"mysql://ctm_limited:limited-pw@127.0.0.1:3306/{mysql_db.name}",
+        "AIRFLOW_CONN_MYSQL_TRAP": f"mysql://root@127.0.0.1:{mysql_trap.port}/trap",
+        "AIRFLOW_CONN_AWS_REAL": aws(s3_server),
+        "AIRFLOW_CONN_AWS_TRAP": aws(f"http://127.0.0.1:{s3_trap.port}"),
+    }
+    trap = {"mysql_conn_id": "mysql_trap", "aws_conn_id": "aws_trap"}
+    real = {"mysql_conn_id": "mysql_real", "aws_conn_id": "aws_real"}
+    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)
+    cases = {
+        "bad_bucket": ("2017-04-10", {**trap, "bucket": "../etc"}),
+        "before_cloudtrail": ("2017-04-09", {**trap, "bucket": bucket, "day": "2013-10-31"}),
+        "far_future": ("2017-04-11", {**trap, "bucket": bucket, "day": "9999-12-31"}),
+        "after_tomorrow": ("2017-04-12", {**trap, "bucket": bucket, "day": (tomorrow + timedelta(days=1)).isoformat()}),
+        "derived_table": ("2017-04-13", {**trap, "bucket": bucket, "table": "logs_files"}),
+        "wrong_password": ("2017-04-14", {"mysql_conn_id": "mysql_badpw", "aws_conn_id": "aws_trap", "bucket": bucket}),
+        "missing_privilege": ("2017-04-15", {"mysql_conn_id": "mysql_limited", "aws_conn_id": "aws_trap", "bucket": bucket}),
+        "no_trail_layout": ("2017-04-16", {**real, "bucket": empty_bucket}),
+        "empty_day": ("2017-04-17", {**real, "bucket": bucket}),
+    }
+    root = _mysql_connect()
+    try:
+        cursor = root.cursor()
+        cursor.execute("CREATE USER 'ctm_limited'@'127.0.0.1' IDENTIFIED BY 'limited-pw'")
+        cursor.execute("CREATE USER 'ctm_limited'@'localhost' IDENTIFIED BY 'limited-pw'")
+        for host in ("127.0.0.1", "localhost"):
+            cursor.execute(f"GRANT SELECT ON `{mysql_db.name}`.* TO 'ctm_limited'@'{host}'")
+        started = time.monotonic()
+        run = subprocess.run(
+            [str(Path(os.sys.executable)), "-c", _RUNNER, str(REPO / "dags"), json.dumps(cases)],
+            env=env, capture_output=True, text=True, timeout=900,
+        )
+        seconds = time.monotonic() - started
+    finally:
+        for host in ("127.0.0.1", "localhost"):
+            root.cursor().execute(f"DROP USER IF EXISTS 'ctm_limited'@'{host}'")
+        root.close()
+        mysql_trap.close()
+        s3_trap.close()
+        client.delete_object(Bucket=empty_bucket, Key="config/not-a-trail.json")
+        client.delete_bucket(Bucket=empty_bucket)
+    output = run.stdout + run.stderr
+    (tmp_path / "runs.log").write_text(output)
+    line = next((x for x in run.stdout.splitlines() if x.startswith("RESULTS ")), None)
+    assert line, output[-6000:]
+    results = json.loads(line[len("RESULTS "):])
+    print(f"\n{len(cases)} runs in {seconds:.0f} s: {json.dumps(results, indent=1)}")
+
+    # Bad params: nothing ever reached MySQL or S3, and nothing was retried.
+    assert mysql_trap.connections == 0 and s3_trap.connections == 0, (mysql_trap.connections, s3_trap.connections)
+    for name in ("bad_bucket", "before_cloudtrail", "far_future", "after_tomorrow", "wrong_password", "missing_privilege", "no_trail_layout"):
+        result = results[name]
+        assert result["state"] == "failed", (name, result)
+        assert result["tasks"]["plan_batches"] == ["failed", 1], (name, result)
+        for task in ("create_indexes", "build_summaries", "apply_retention", "report_day"):
+            assert result["tasks"][task][0] in ("upstream_failed", "skipped", "None"), (name, task, result)
+    for name in ("bad_bucket", "before_cloudtrail", "far_future", "after_tomorrow"):
+        assert results[name]["tasks"]["resolve_day"] == ["failed", 1], (name, results[name])
+    assert "refused" in results["derived_table"] and "logs_files" in results["derived_table"]["refused"]
+    assert "invalid S3 bucket name '../etc'" in output
+    assert "day 2013-10-31 is before CloudTrail began (2013-11-01)" in output
+    assert "day 9999-12-31 is in the future" in output
+    assert "the MySQL user or password is wrong" in output
+    assert "the MySQL user lacks a privilege" in output
+    assert f"no CloudTrail files at all in s3://{empty_bucket}/AWSLogs/" in output
+    assert "not-the-password" not in output and "limited-pw" not in output
+    assert mysql_db.tables() == {"logs", "logs_files", "logs_daily_events", "logs_daily_errors", "logs_daily_principals",
+                                 "logs_daily_source_ips", "logs_dropped_days"}  # made by the runs with real connections
+    # A quiet day of a real trail is a green run.
+    assert results["empty_day"]["state"] == "success", results["empty_day"]
+    assert results["empty_day"]["tasks"]["plan_batches"] == ["success", 1]
