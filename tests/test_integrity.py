@@ -39,7 +39,9 @@ def _gz(document: Any) -> bytes:
 
 
 # -- 6. names the loader derives are refused as --table -----------------------------------------
-@pytest.mark.parametrize("table", ["logs_files", "logs_daily_events", "logs_daily_anything", "logs_findings", "logs_dropped_days", "x__migrating"])
+@pytest.mark.parametrize(
+    "table", ["logs_files", "logs_daily_events", "logs_daily_anything", "logs_parts_events", "logs_findings", "logs_dropped_days", "x__migrating"]
+)
 def test_a_derived_table_name_is_refused_before_anything_is_created(table: str, mysql_server, sample_day) -> None:
     name = unique_database_name()
     try:
