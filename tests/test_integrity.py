@@ -422,3 +422,26 @@ def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
     # A quiet day of a real trail is a green run.
     assert results["empty_day"]["state"] == "success", results["empty_day"]
     assert results["empty_day"]["tasks"]["plan_batches"] == ["success", 1]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        (b'{"Records":[{"a":1}],"Records":[{"b":2}]}', "the file has the key 'Records' twice"),
+        (b'{"Records":[{"e":"x"},{"a":1,"a":2}]}', "record 1 has the key 'a' twice"),
+        (b'{"Records":[{"b":{"c":1,"c":2}}]}', "record 0 has the key 'c' twice in a nested object"),
+        (b'{"Records" : [{"b":"\\"\\u003a", "a":1, "a" :2}]}', "record 0 has the key 'a' twice"),
+        (b'{"Records":[{"a":"x\\":y", "b" : 1.5e3}]}', None),
+    ],
+)
+def test_duplicate_keys_are_found_in_whole_and_streamed_files(text: bytes, where: str | None, streamed: bool, monkeypatch) -> None:
+    from cloudtrail_mysql import records
+
+    if streamed:
+        monkeypatch.setattr(records, "STREAM_ABOVE_BYTES", 10)
+    if where is None:
+        assert list(records.read_records(gzip.compress(text), "f.json.gz")) == json.loads(text)["Records"]
+        return
+    with pytest.raises(records.CloudTrailFileError, match=re.escape(f"f.json.gz: duplicate JSON key: {where};")):
+        list(records.read_records(gzip.compress(text), "f.json.gz"))

@@ -198,21 +198,73 @@ class StreamedRecords:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import ijson
 
+        stream = _ColonCounter(_open(self.data))
+        kept = 1  # the colons of what was parsed: the "Records" key's, then each record's (see _duplicate_keys_possible)
         try:
-            for index, record in enumerate(ijson.items(_open(self.data), "Records.item", use_float=True)):
+            for index, record in enumerate(ijson.items(stream, "Records.item", use_float=True)):
                 if not isinstance(record, dict):
                     raise CloudTrailFileError(self.source, f"record {index} is {_json_type(record)}, not an object")
                 try:
-                    orjson.dumps(record)
+                    kept += orjson.dumps(record).count(b":")
                 except orjson.JSONEncodeError:  # a lone surrogate escape (\ud800): as the whole-file path reads it
                     record = _replace_surrogates(record)
+                    stream.unsure = True  # its colons are not counted: checked exactly below
                 yield record
+            if stream.unsure or stream.colons != kept:
+                _refuse_duplicate_keys_streamed(_open(self.data), self.source)
         except EOFError as exc:
             raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
         except (OSError, zlib.error) as exc:
             raise CloudTrailFileError(self.source, f"corrupt gzip ({exc})") from exc
         except ijson.JSONError as exc:
             raise CloudTrailFileError(self.source, f"not valid JSON ({exc})") from exc
+
+
+class _ColonCounter:
+    """A file object that counts the colons read through it, and notes a \\u003a escape, for the
+    duplicate-key test of a streamed file (``_duplicate_keys_possible`` explains it)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.colons = 0
+        self.unsure = False
+        self._tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size)
+        self.colons += chunk.count(b":")
+        if not self.unsure:
+            self.unsure = b"\\u003" in self._tail + chunk
+            self._tail = chunk[-5:]
+        return chunk
+
+
+def _refuse_duplicate_keys_streamed(stream: Any, source: str) -> None:
+    """``_refuse_duplicate_keys`` for a file too large to parse whole: the keys of each open object
+    are followed through ijson's events, in memory bounded by the file's nesting."""
+    import ijson
+
+    open_objects: list[set[str]] = []
+    record = -1
+    for prefix, event, value in ijson.parse(stream, use_float=True):
+        if event == "start_map":
+            if prefix == "Records.item":
+                record += 1
+            open_objects.append(set())
+        elif event == "end_map":
+            open_objects.pop()
+        elif event == "map_key":
+            if value in open_objects[-1]:
+                if len(open_objects) == 1:
+                    where = f"the file has the key {value!r} twice"
+                else:
+                    nested = "" if prefix == "Records.item" else " in a nested object"
+                    where = f"record {record} has the key {value!r} twice{nested}"
+                raise CloudTrailFileError(
+                    source, f"duplicate JSON key: {where}; JSON would keep only the last value, so the file is "
+                    "refused rather than drop one (fix or replace the file, then load it again)",
+                )
+            open_objects[-1].add(value)
 
 
 class RecordsOnDemand:
