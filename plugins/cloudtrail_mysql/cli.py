@@ -19,10 +19,10 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from collections import deque
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote
 
