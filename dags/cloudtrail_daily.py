@@ -8,7 +8,7 @@ from typing import Any
 
 from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
-from cloudtrail_mysql.sql import IDENTIFIER_PATTERN, sql_dir
+from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
 DOC_MD = """
 ### CloudTrail logs into MySQL, one day per run
@@ -48,6 +48,32 @@ def run_day(context: Any) -> str:
     return (run_after.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
 
 
+def checked_day(context: Any) -> str:
+    """The run's day, once the params are known to make sense: a bad value fails the task at once,
+    without retries and before any call to MySQL or S3 (a retry would only fail the same way)."""
+    from cloudtrail_mysql.compat import AirflowFailException
+    from cloudtrail_mysql.layout import check_bucket_name, check_day
+    from cloudtrail_mysql.sql import validate_table_name
+
+    params = context["params"]
+    try:
+        day = run_day(context)
+        check_day(date.fromisoformat(day), datetime.now(timezone.utc).date())
+        check_bucket_name(str(params["bucket"]))
+        validate_table_name(str(params["table"]))
+    except (ValueError, OverflowError) as exc:
+        raise AirflowFailException(f"bad params: {exc}") from None
+    return day
+
+
+# S3 answers that no retry changes.
+_S3_REFUSALS = {
+    "NoSuchBucket": "the bucket does not exist",
+    "AccessDenied": "access denied (the AWS connection's identity may not list the bucket)",
+    "InvalidAccessKeyId": "the AWS access key is unknown",
+    "SignatureDoesNotMatch": "the AWS secret key is wrong",
+}
+
 # Updated each time a day is loaded and summarised (an Asset on Airflow 3, a Dataset on Airflow 2).
 CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 
@@ -78,7 +104,7 @@ with DAG(
                           description="Only these account ids (empty: every account found)."),
         "regions": Param([], type="array", items={"type": "string"}, title="Regions",
                          description="Only these regions (empty: every region found)."),
-        "table": Param("logs", type="string", pattern=IDENTIFIER_PATTERN, title="Table",
+        "table": Param("logs", type="string", pattern=TABLE_NAME_PATTERN, title="Table",
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
         "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
         "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),
@@ -101,7 +127,7 @@ with DAG(
     @task
     def resolve_day(**context: Any) -> str:
         """The delivery day this run loads, as YYYY-MM-DD."""
-        return run_day(context)
+        return checked_day(context)
 
     @task.sensor(poke_interval=300, timeout=6 * 3600, mode="reschedule")
     def plan_batches(**context: Any) -> PokeReturnValue:
@@ -115,15 +141,18 @@ with DAG(
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from botocore.exceptions import ClientError
+
         from cloudtrail_mysql.compat import AirflowFailException
-        from cloudtrail_mysql.layout import day_folders
+        from cloudtrail_mysql.layout import NoCloudTrailLayout, day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
+        from cloudtrail_mysql.loader import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
         from cloudtrail_mysql.records import FileKind
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
-        day = run_day(context)
+        day = checked_day(context)
         ready_at = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(
             days=1, minutes=int(params["delivery_delay_minutes"])
         )
@@ -131,24 +160,39 @@ with DAG(
             print(f"{day}: waiting for CloudTrail's last deliveries until {ready_at:%Y-%m-%d %H:%M} UTC")
             return PokeReturnValue(is_done=False)
 
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
-            writer = MySqlWriter(conn, params["table"])
-            writer.ensure_schema()
-            day_is_dropped(conn, params["table"], date.fromisoformat(day))
-            writer.ensure_day_partitions([date.fromisoformat(day)])
+            conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+            try:
+                writer = MySqlWriter(conn, params["table"])
+                writer.ensure_schema()
+                day_is_dropped(conn, params["table"], date.fromisoformat(day))
+                writer.ensure_day_partitions([date.fromisoformat(day)])
+            finally:
+                conn.close()
         except (NotPartitioned, DroppedDays) as exc:
             raise AirflowFailException(str(exc)) from None
-        finally:
-            conn.close()
+        except Exception as exc:
+            # Wrong password, a missing privilege, a read-only server: no retry can fix those.
+            refusal = setup_error(exc, f"MySQL connection {params['mysql_conn_id']!r}")
+            if refusal is not None:
+                raise AirflowFailException(str(refusal)) from None
+            raise
 
         client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
         kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
         kinds += [FileKind.NETWORK_ACTIVITY] if params["include_network_activity"] else []
-        folders = day_folders(
-            client, params["bucket"], date.fromisoformat(day), params["key_prefix"] or "",
-            accounts=params["accounts"] or None, regions=params["regions"] or None, kinds=kinds,
-        )
+        try:
+            folders = day_folders(
+                client, params["bucket"], date.fromisoformat(day), params["key_prefix"] or "",
+                accounts=params["accounts"] or None, regions=params["regions"] or None, kinds=kinds,
+            )
+        except NoCloudTrailLayout as exc:
+            raise AirflowFailException(str(exc)) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _S3_REFUSALS:
+                raise AirflowFailException(f"S3 bucket {params['bucket']!r}: {_S3_REFUSALS[code]} ({exc})") from None
+            raise
         batches = cut_batches(
             client, params["bucket"], folders,
             max_files=int(params["batch_files"]),
@@ -193,7 +237,9 @@ with DAG(
         return {"day": day, "files": files, "report": str(path)}
 
     day = resolve_day()
-    batches = plan_batches()
+    # A setup task: should planning fail (bad params, wrong credentials, no trail at all), the tasks
+    # after the loads, which run whatever the loads did (all_done), do not run either.
+    batches = plan_batches().as_setup()
 
     loads = CloudTrailToMySqlOperator.partial(
         task_id="load_batch",

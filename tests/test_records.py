@@ -326,7 +326,9 @@ def test_row_builder_booleans(value: Any, stored: int) -> None:
     for name in ("readOnly", "managementEvent", "sessionCredentialFromConsole"):
         assert row[name] == stored
         assert row[name] in (0, 1)
-    assert row["extraFields"] is None
+    # Anything but a JSON boolean also keeps its original value in extraFields.
+    kept = None if isinstance(value, bool) else {name: value for name in ("readOnly", "managementEvent", "sessionCredentialFromConsole")}
+    assert (row["extraFields"] and json.loads(row["extraFields"])) == kept
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", "", [True], {"v": True}, 0.0])

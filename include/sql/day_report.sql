@@ -8,6 +8,14 @@ GROUP BY status
 ORDER BY status
 {%- endmacro %}
 
+{#- Loaded files that replaced the rows of an earlier version (the note writer.replaced_note leaves). -#}
+{% macro replaced_files(table) -%}
+SELECT source, error
+FROM `{{ table }}_files`
+WHERE delivery_day = %(day)s AND status = 'loaded' AND error LIKE 'replaced %%'
+ORDER BY source
+{%- endmacro %}
+
 {% macro events_by_hour(table) -%}
 SELECT event_hour, event_source, SUM(events)
 FROM `{{ table }}_daily_events`

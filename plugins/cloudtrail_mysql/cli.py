@@ -20,17 +20,18 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
 from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
 from cloudtrail_mysql.records import FileKind, delivery_day
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile
+from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, replaced_rows
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
@@ -148,16 +149,16 @@ def _tasks(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]
     return [list(sources[i : i + per_task]) for i in range(0, len(sources), per_task)]
 
 
-def _load_in_worker(task: list[SourceFile]) -> list[FileResult]:
+def _load_in_worker(task: list[SourceFile]) -> Iterator[FileResult]:
     from cloudtrail_mysql.sources import fetch, s3_client
 
     from_s3 = task[0].location.startswith("s3://")
     if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
-    return list(load_files(
+    return load_files(
         task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
         read_ahead=READ_AHEAD_FILES if from_s3 else 0, parse_ahead=_worker["parse_ahead"],
-    ))
+    )
 
 
 def _results(
@@ -170,9 +171,137 @@ def _results(
             yield from _load_in_worker(task)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(target, table, kinds, method, parse_ahead)) as pool:
-        for results in pool.imap_unordered(_load_in_worker, tasks, chunksize=1):
-            yield from results
+    yield from _in_processes(tasks, workers, context, (target, table, kinds, method, parse_ahead))
+
+
+def _worker_main(conn: Any, parent: int, *setup: Any) -> None:
+    """A worker process: loads the tasks the command sends, one at a time, and sends back each file's
+    result as soon as it is done, so that the command knows which file it held should it die."""
+    try:
+        _start_worker(*setup)
+        while True:
+            while not conn.poll(1.0):
+                if os.getppid() != parent:  # the command is gone: so is the work
+                    return
+            task = conn.recv()
+            if task is None:
+                return
+            for result in _load_in_worker(task):
+                conn.send(("result", result))
+            conn.send(("done", None))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    except BaseException as exc:  # noqa: BLE001 - the command reports it (a refusal stops the import)
+        conn.send(("error", _portable(exc)))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception, or one of its kind with its message if it cannot cross to the command."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - e.g. an exception whose __init__ takes more than its message
+        kind = next((k for k in (MySqlSetupError, ConnectionError, ValueError, LookupError) if isinstance(exc, k)), RuntimeError)
+        return kind(f"{exc}")
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    task: list[SourceFile] | None = None
+    done: int = 0  # files of the task whose result came back (a task's results come in its order)
+
+
+def _in_processes(
+    tasks: list[list[SourceFile]], workers: int, context: Any, setup: tuple[Any, ...]
+) -> Iterator[FileResult]:
+    """The tasks' results, file by file, from ``workers`` processes. A worker that dies (the kernel's
+    out-of-memory killer, a kill -9) does not stop or hang the import: the file it was loading is
+    recorded failed and named, the rest of its task goes to the others, and a new worker replaces it."""
+    from multiprocessing.connection import wait
+
+    pending = deque(tasks)
+    live: list[_Worker] = []
+
+    def start() -> None:
+        here, there = context.Pipe()
+        process = context.Process(target=_worker_main, args=(there, os.getpid(), *setup), daemon=True)
+        process.start()
+        there.close()
+        live.append(_Worker(process, here))
+        give_work(live[-1])
+
+    def give_work(worker: _Worker) -> None:
+        worker.task, worker.done = (pending.popleft() if pending else None), 0
+        try:
+            worker.conn.send(worker.task)
+        except (BrokenPipeError, OSError):
+            pass  # it died meanwhile: its sentinel says so
+
+    try:
+        for _ in range(min(workers, len(pending))):
+            start()
+        while live:
+            ready = wait([w.conn for w in live] + [w.process.sentinel for w in live])
+            for worker in list(live):
+                ended = worker.process.sentinel in ready
+                if worker.conn in ready or ended:
+                    try:
+                        while worker.conn.poll():
+                            kind, value = worker.conn.recv()
+                            if kind == "result":
+                                worker.done += 1
+                                yield value
+                            elif kind == "done":
+                                give_work(worker)
+                            else:
+                                raise value
+                    except EOFError:
+                        ended = True
+                if not ended:
+                    continue
+                worker.process.join()
+                live.remove(worker)
+                worker.conn.close()
+                if worker.task is not None and worker.done < len(worker.task):
+                    held, rest = worker.task[worker.done], worker.task[worker.done + 1 :]
+                    if rest:
+                        pending.appendleft(rest)
+                    yield _worker_died(held, worker.process.pid, worker.process.exitcode, setup)
+                if pending and len(live) < workers:
+                    start()
+    finally:
+        for worker in live:
+            worker.process.kill()
+        for worker in live:
+            worker.process.join()
+            worker.conn.close()
+
+
+def _worker_died(source: SourceFile, pid: int, exitcode: int | None, setup: tuple[Any, ...]) -> FileResult:
+    """The file a dead worker was loading: its transaction died with it (nothing of it is stored);
+    recorded failed in the manifest, unless it was committed just before the worker died."""
+    import signal
+
+    target, table = setup[0], setup[1]
+    how = f"was killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exited with {exitcode}"
+    oom = " (as the kernel's out-of-memory killer does)" if exitcode == -signal.SIGKILL else ""
+    message = f"{source.location}: the worker process loading it (pid {pid}) {how}{oom}; not loaded, a rerun loads it"
+    try:
+        conn = target.connect()
+        try:
+            writer = MySqlWriter(conn, table)
+            if writer.loaded([source]):
+                return FileResult(source.location, "already_loaded", detail="committed just before its worker died")
+            writer.record_failure(source, message)
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - still named in the summary
+        logging.getLogger(__name__).warning("could not record the failure of %s: %s", source.location, exc)
+    return FileResult(source.location, "failed", detail=message)
 
 
 def _progress(total: int) -> Any:
@@ -224,7 +353,7 @@ def run_import(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     kinds = set(DEFAULT_KINDS)
     if args.include_insight:
         kinds.add(FileKind.INSIGHT)
@@ -248,6 +377,7 @@ def run_import(args: argparse.Namespace) -> int:
     counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
     rows = 0
     failures: list[FileResult] = []
+    replacements: list[tuple[str, int]] = []
     progress = _progress(len(sources))
     if progress is not None:
         progress.start()
@@ -258,6 +388,8 @@ def run_import(args: argparse.Namespace) -> int:
             if result.status == "failed":
                 failures.append(result)
                 print(f"FAILED {result.detail}", file=sys.stderr)
+            elif result.status == "loaded" and replaced_rows(result.detail) is not None:
+                replacements.append((result.location, replaced_rows(result.detail) or 0))
             if progress is not None:
                 elapsed = max(time.monotonic() - started, 1e-9)
                 progress.update(progress.task_ids[0], advance=1, rows=rows, rate=rows / elapsed)
@@ -269,6 +401,11 @@ def run_import(args: argparse.Namespace) -> int:
         f"{counts['loaded']} files loaded, {counts['already_loaded']} already loaded, {counts['skipped']} skipped, "
         f"{counts['failed']} failed; {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
     )
+    if replacements:
+        # A changed file at the same place (CloudTrail delivered it again): its earlier rows went.
+        print(f"{len(replacements)} file(s) changed since loaded replaced {sum(n for _, n in replacements)} earlier rows:")
+        for location, replaced in replacements:
+            print(f"  {location}: replaced {replaced} rows of its earlier version")
     if args.summarize or args.retention_days:
         days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
         conn = target.connect()
@@ -300,7 +437,7 @@ def run_summarize(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
         MySqlWriter(conn, table).ensure_schema()
@@ -318,7 +455,7 @@ def run_retention(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     if args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day")
     conn = target.connect()
@@ -340,7 +477,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.migrate import migrate_table
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
         writer = MySqlWriter(conn, table)
@@ -380,7 +517,7 @@ def run_report(args: argparse.Namespace) -> int:
     import MySQLdb
 
     target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_identifier(args.table)
+    table = sql.validate_table_name(args.table)
     try:
         conn = target.connect()
     except MySqlConnectError as exc:

@@ -14,15 +14,69 @@ Plain boto3 (any S3 client: ``S3Hook().get_conn()`` or ``boto3.client("s3")``); 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Collection, Iterable, Iterator
 
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import SourceFile
 
-__all__ = ["Batch", "DayFolder", "KeyRange", "day_folders", "iter_batch", "iter_range", "plan_batches", "TooManyBatches"]
+__all__ = [
+    "Batch", "CLOUDTRAIL_BEGAN", "DayFolder", "KeyRange", "NoCloudTrailLayout", "check_bucket_name", "check_day",
+    "day_folders", "iter_batch", "iter_range", "plan_batches", "TooManyBatches",
+]
+
+# CloudTrail was launched on 13 November 2013; no trail delivered anything before November 2013.
+CLOUDTRAIL_BEGAN = date(2013, 11, 1)
+# S3's bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens, starting and ending with
+# a letter or digit, no two dots in a row, not an IP address, none of the reserved prefixes and suffixes.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Buckets made in us-east-1 before March 2018 may also hold capitals and underscores, up to 255 characters.
+_LEGACY_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def check_bucket_name(name: str) -> str:
+    """Refuse what cannot be an S3 bucket's name (``../etc``, ``s3://b``, a key), before any call to S3."""
+    legacy = bool(_LEGACY_BUCKET.fullmatch(name)) and not _BUCKET.fullmatch(name)
+    if (
+        not (_BUCKET.fullmatch(name) or legacy) or ".." in name or ".-" in name or "-." in name
+        or name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES) or _is_ip_address(name)
+    ):
+        raise ValueError(
+            f"invalid S3 bucket name {name!r}: a bucket name has 3 to 63 lowercase letters, digits, dots and "
+            "hyphens, begins and ends with a letter or digit, and is not an IP address (give the bucket alone, "
+            "without s3:// or a key; the key prefix is a param of its own)"
+        )
+    return name
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def check_day(day: date, today: date) -> date:
+    """Refuse a delivery day no trail can have delivered: before CloudTrail began, or after tomorrow
+    (``today`` in UTC; tomorrow allows for clocks and time zones)."""
+    if day < CLOUDTRAIL_BEGAN:
+        raise ValueError(f"day {day} is before CloudTrail began ({CLOUDTRAIL_BEGAN}): no trail has files for it")
+    if day > today + timedelta(days=1):
+        raise ValueError(f"day {day} is in the future (today is {today} UTC): CloudTrail has delivered nothing for it yet")
+    return day
+
+
+class NoCloudTrailLayout(LookupError):
+    """Nothing at all under the prefix where CloudTrail writes (``[prefix/]AWSLogs/``): the bucket or the
+    key prefix is not a trail's, which no quiet day explains."""
+
 
 def _children(client: Any, bucket: str, prefix: str) -> list[str]:
     """Names of the 'folders' directly under prefix (one delimiter listing, paginated)."""
@@ -86,6 +140,11 @@ def day_folders(
         return [folder for found in pool.map(lambda a: visit_account(a, f"{base}{a}/"), accounts_below) for folder in found]
 
     tops = sorted(_children(client, bucket, root))
+    if not tops and not client.list_objects_v2(Bucket=bucket, Prefix=root, MaxKeys=1).get("KeyCount"):
+        raise NoCloudTrailLayout(
+            f"no CloudTrail files at all in s3://{bucket}/{root}: looked for {root}[<organization id>/]<account>/"
+            f"CloudTrail/<region>/YYYY/MM/DD/ and found nothing under {root}; check the bucket and the key prefix"
+        )
     # Two pools: the organization folders' accounts are visited while the top level is.
     with ThreadPoolExecutor(max(1, threads)) as pool, ThreadPoolExecutor(max(1, min(threads, len(tops) or 1))) as top_pool:
         return [folder for found in top_pool.map(visit_top, tops) for folder in found]

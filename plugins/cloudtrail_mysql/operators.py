@@ -14,7 +14,7 @@ from cloudtrail_mysql.compat import AirflowException, AirflowFailException, Base
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
 from cloudtrail_mysql.partitions import NotPartitioned
 from cloudtrail_mysql.records import FileKind
-from cloudtrail_mysql.sql import validate_identifier
+from cloudtrail_mysql.sql import validate_table_name
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
 
         from cloudtrail_mysql.sources import fetch
 
-        table = validate_identifier(self.table)
+        table = validate_table_name(self.table)
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         # local_infile lets the writer use LOAD DATA LOCAL INFILE where the server allows it.
         hook = MySqlHook(mysql_conn_id=self.mysql_conn_id, local_infile=self.load_method != "insert")
@@ -140,7 +140,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
                     failed.append(result.detail)
                     self.log.error("FAILED %s", result.detail)
                 elif result.status == "loaded":
-                    self.log.info("%s: %d rows in %.2f s", result.location, result.rows, result.seconds)
+                    self.log.info("%s: %d rows in %.2f s %s", result.location, result.rows, result.seconds, result.detail)
                 else:
                     self.log.info("%s: %s (%s)", result.location, result.status, result.detail)
         except MySqlSetupError as exc:

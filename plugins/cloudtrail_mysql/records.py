@@ -161,6 +161,9 @@ def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         document = _loads_leniently(data, source, exc)
+    else:
+        if _duplicate_keys_possible(data, document):
+            _refuse_duplicate_keys(json.loads(data, object_pairs_hook=_KeyPairs()), source)
     if not isinstance(document, dict):
         raise CloudTrailFileError(
             source, f"not a CloudTrail log file (top-level JSON is {_json_type(document)}, not an object)"
@@ -195,21 +198,73 @@ class StreamedRecords:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import ijson
 
+        stream = _ColonCounter(_open(self.data))
+        kept = 1  # the colons of what was parsed: the "Records" key's, then each record's (see _duplicate_keys_possible)
         try:
-            for index, record in enumerate(ijson.items(_open(self.data), "Records.item", use_float=True)):
+            for index, record in enumerate(ijson.items(stream, "Records.item", use_float=True)):
                 if not isinstance(record, dict):
                     raise CloudTrailFileError(self.source, f"record {index} is {_json_type(record)}, not an object")
                 try:
-                    orjson.dumps(record)
+                    kept += orjson.dumps(record).count(b":")
                 except orjson.JSONEncodeError:  # a lone surrogate escape (\ud800): as the whole-file path reads it
                     record = _replace_surrogates(record)
+                    stream.unsure = True  # its colons are not counted: checked exactly below
                 yield record
+            if stream.unsure or stream.colons != kept:
+                _refuse_duplicate_keys_streamed(_open(self.data), self.source)
         except EOFError as exc:
             raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
         except (OSError, zlib.error) as exc:
             raise CloudTrailFileError(self.source, f"corrupt gzip ({exc})") from exc
         except ijson.JSONError as exc:
             raise CloudTrailFileError(self.source, f"not valid JSON ({exc})") from exc
+
+
+class _ColonCounter:
+    """A file object that counts the colons read through it, and notes a \\u003a escape, for the
+    duplicate-key test of a streamed file (``_duplicate_keys_possible`` explains it)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.colons = 0
+        self.unsure = False
+        self._tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size)
+        self.colons += chunk.count(b":")
+        if not self.unsure:
+            self.unsure = b"\\u003" in self._tail + chunk
+            self._tail = chunk[-5:]
+        return chunk
+
+
+def _refuse_duplicate_keys_streamed(stream: Any, source: str) -> None:
+    """``_refuse_duplicate_keys`` for a file too large to parse whole: the keys of each open object
+    are followed through ijson's events, in memory bounded by the file's nesting."""
+    import ijson
+
+    open_objects: list[set[str]] = []
+    record = -1
+    for prefix, event, value in ijson.parse(stream, use_float=True):
+        if event == "start_map":
+            if prefix == "Records.item":
+                record += 1
+            open_objects.append(set())
+        elif event == "end_map":
+            open_objects.pop()
+        elif event == "map_key":
+            if value in open_objects[-1]:
+                if len(open_objects) == 1:
+                    where = f"the file has the key {value!r} twice"
+                else:
+                    nested = "" if prefix == "Records.item" else " in a nested object"
+                    where = f"record {record} has the key {value!r} twice{nested}"
+                raise CloudTrailFileError(
+                    source, f"duplicate JSON key: {where}; JSON would keep only the last value, so the file is "
+                    "refused rather than drop one (fix or replace the file, then load it again)",
+                )
+            open_objects[-1].add(value)
 
 
 class RecordsOnDemand:
@@ -229,13 +284,89 @@ def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
 
     Python's json reads it; what is not Unicode becomes U+FFFD, so every event is kept.
     """
+    pairs = _KeyPairs()
     try:
-        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float)
+        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float, object_pairs_hook=pairs)
     except _NumberOutOfRange as exc:
         raise CloudTrailFileError(source, f"a number too large to store: {exc}") from None
     except ValueError:
         raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
+    if pairs.duplicated:
+        _refuse_duplicate_keys(document, source)
     return _replace_surrogates(document)
+
+
+def _duplicate_keys_possible(data: bytes, document: Any) -> bool:
+    """Whether the JSON text may hold a key twice in one object (orjson keeps the last value only).
+
+    Cheap, for every file. orjson's compact re-serialisation of the parsed document is the text
+    itself for compact JSON such as CloudTrail writes: then nothing was dropped. Otherwise every key
+    ends with a colon, and colons inside strings come back as they were (but for a \\u003a escape),
+    while whitespace, number forms and other escapes hold none: the text has more colons exactly
+    when a key was dropped.
+    """
+    again = orjson.dumps(document)
+    if again == data or (len(again) < len(data) and again == data.strip()):
+        return False
+    return b"\\u003" in data or data.count(b":") != again.count(b":")
+
+
+class _KeyPairs:
+    """``object_pairs_hook`` for json.loads: builds dicts, marking one that had a key twice."""
+
+    def __init__(self) -> None:
+        self.duplicated = False
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(pairs)
+        if len(built) == len(pairs):
+            return built
+        self.duplicated = True
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        return _Duplicated(built, key)
+
+
+class _Duplicated(dict):  # type: ignore[type-arg]
+    """A JSON object that held ``key`` more than once."""
+
+    def __init__(self, built: dict[str, Any], key: str) -> None:
+        super().__init__(built)
+        self.key = key
+
+
+def _first_duplicate(value: Any) -> str | None:
+    if isinstance(value, _Duplicated):
+        return value.key
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        found = _first_duplicate(child)
+        if found is not None:
+            return found
+    return None
+
+
+def _refuse_duplicate_keys(document: Any, source: str) -> None:
+    """Fail the file, saying where, if any of its JSON objects has a key twice (parsed with ``_KeyPairs``)."""
+    where = ""
+    if isinstance(document, _Duplicated):
+        where = f"the file has the key {document.key!r} twice"
+    elif isinstance(document, dict) and isinstance(document.get("Records"), list):
+        for index, record in enumerate(document["Records"]):
+            key = _first_duplicate(record)
+            if key is not None:
+                nested = "" if isinstance(record, _Duplicated) else " in a nested object"
+                where = f"record {index} has the key {key!r} twice{nested}"
+                break
+    if not where:
+        key = _first_duplicate(document)
+        if key is None:
+            return
+        where = f"the key {key!r} appears twice in one object"
+    raise CloudTrailFileError(
+        source, f"duplicate JSON key: {where}; JSON would keep only the last value, so the file is refused rather "
+        "than drop one (fix or replace the file, then load it again)",
+    )
 
 
 class _NumberOutOfRange(ValueError):
@@ -251,9 +382,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _replace_surrogates(value: Any) -> Any:
-    text = json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass")
-    return orjson.loads(text.decode("utf-8", errors="replace"))
+    """The value with each lone surrogate (a code point JSON escapes allow but Unicode text cannot
+    hold) replaced by one U+FFFD."""
+    return orjson.loads(_SURROGATE.sub("\ufffd", json.dumps(value, ensure_ascii=False)))
 
 
 def _json_type(value: Any) -> str:
@@ -589,9 +724,9 @@ def _convert(column: Column, value: Any, extra: dict[str, Any]) -> Any:
     if kind == "bool":
         if value is True or value is False:
             return int(value)
+        extra[column.name] = value  # not exactly a JSON boolean: the original is kept as it was
         if isinstance(value, str) and value.strip().lower() in ("true", "false"):
             return int(value.strip().lower() == "true")
-        extra[column.name] = value
         return None
     if kind == "datetime":
         moment = _event_timestamp(value)

@@ -78,6 +78,7 @@ def render_day_report(
     errors: Sequence[Sequence[Any]],
     principals: Sequence[Sequence[Any]],
     source_ips: Sequence[Sequence[Any]],
+    replaced: Sequence[Sequence[Any]] = (),
 ) -> str:
     """The HTML page for one event day."""
     style = (
@@ -92,6 +93,7 @@ def render_day_report(
             "<p>Counts come from the daily summary tables: each event once, by its own time (UTC). "
             "The day is complete once the next day's files are loaded too.</p>",
             _table("Files delivered that day", ("status", "files", "rows"), files),
+            _table("Files that replaced an earlier version of themselves", ("file", "replaced"), replaced) if replaced else "",
             "<h2>Events per hour, busiest services</h2>",
             _chart(hourly),
             _table("Top errors", ("service", "error code", "events"), errors),
@@ -116,7 +118,8 @@ def write_day_report(
 
     files = rows("files_by_status")
     page = render_day_report(
-        day, table, files, rows("events_by_hour"), rows("top_errors"), rows("top_principals"), rows("top_source_ips")
+        day, table, files, rows("events_by_hour"), rows("top_errors"), rows("top_principals"), rows("top_source_ips"),
+        rows("replaced_files"),
     )
     path = directory / table / f"{day}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,13 @@ import jinja2
 MAX_IDENTIFIER_LENGTH = 47
 IDENTIFIER_PATTERN = rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_IDENTIFIER_LENGTH - 1}}}$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+# The loader names its own tables after the logs table: <table>_files (the manifest), <table>_daily_*
+# and <table>_parts_* (summaries), <table>_findings, <table>_dropped_days, and <table>__migrating and
+# __premigration while migrating. A logs table so named would collide with another's: refused.
+DERIVED_TABLE_NAMES = r"_files|_daily_[A-Za-z0-9_]*|_parts_[A-Za-z0-9_]*|_findings|_dropped_days|__migrating|__premigration"
+# A table name as the --table option and the DAG's table param take it (JSON Schema / JavaScript safe).
+TABLE_NAME_PATTERN = rf"^(?![A-Za-z0-9_]+(?:{DERIVED_TABLE_NAMES})$){IDENTIFIER_PATTERN[1:]}"
+_DERIVED = re.compile(rf"[A-Za-z0-9_]+(?:{DERIVED_TABLE_NAMES})")
 
 
 def validate_identifier(name: str, what: str = "table name") -> str:
@@ -30,6 +37,19 @@ def validate_identifier(name: str, what: str = "table name") -> str:
         raise ValueError(
             f"invalid {what} {name!r}: use letters, digits and underscores, starting with a letter"
             f" or underscore, at most {MAX_IDENTIFIER_LENGTH} characters"
+        )
+    return name
+
+
+def validate_table_name(name: str) -> str:
+    """A logs table's name: a plain identifier (``validate_identifier``) that is not one of the names
+    the loader derives for its own tables (``DERIVED_TABLE_NAMES``), checked before anything is created."""
+    validate_identifier(name)
+    if _DERIVED.fullmatch(name):
+        raise ValueError(
+            f"invalid table name {name!r}: names ending in _files, _daily_..., _parts_..., _findings, _dropped_days, "
+            "__migrating or __premigration are the loader's own tables (the manifest, summaries, findings "
+            "and dropped days of a logs table); choose another name for the logs table"
         )
     return name
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from cloudtrail_mysql import partitions, sql
 from cloudtrail_mysql.records import UNDATED_DAY, CloudTrailFileError, Column, RowBuilder, delivery_day, file_identity
 
-__all__ = ["FileResult", "MySqlWriter", "SourceFile", "TsvRows", "mysql_error_code"]
+__all__ = ["FileResult", "MySqlWriter", "SourceFile", "TsvRows", "mysql_error_code", "replaced_note", "replaced_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ class SourceFile:
     @property
     def name_hash(self) -> str:
         return hashlib.sha256(self.name.encode("utf-8")).hexdigest()
+
+    @property
+    def location_hash(self) -> str:
+        """The manifest key of a file refused because another file has its name (``MySqlWriter.load``)."""
+        return hashlib.sha256(self.location.encode("utf-8")).hexdigest()
 
     @property
     def manifest_values(self) -> tuple[Any, ...]:
@@ -97,14 +102,30 @@ class FileResult:
 def _same_content(status: str, etag: Any, size: Any, source: SourceFile) -> bool:
     if status != "loaded":
         return False
-    if source.etag and etag and source.etag.strip('"') != str(etag).strip('"'):
-        return False
+    if source.etag and etag:
+        mine, known = source.etag.strip('"'), str(etag).strip('"')
+        # A multipart upload's ETag (<hash>-<parts>) is not the MD5 of the content: then sizes decide.
+        if mine != known and ("-" in mine) == ("-" in known):
+            return False
     if source.size is not None and size is not None and int(size) != source.size:
         return False
     return True
 
 
 _DUPLICATE_KEY = 1062
+_REPLACED = "replaced "
+
+
+def replaced_note(rows: int) -> str:
+    """What a file that replaced its earlier version says, in its FileResult and its manifest row."""
+    return f"{_REPLACED}{rows} rows of an earlier version of this file (same location, changed content)"
+
+
+def replaced_rows(detail: str | None) -> int | None:
+    """The rows a loaded file replaced, from its ``replaced_note``; None if it replaced nothing."""
+    if not detail or not detail.startswith(_REPLACED):
+        return None
+    return int(detail[len(_REPLACED):].split(" ", 1)[0])
 
 
 class DroppedDayFile(CloudTrailFileError):
@@ -144,7 +165,7 @@ class MySqlWriter:
         if method not in ("auto", "insert", "load_data"):
             raise ValueError(f"method must be auto, insert or load_data, not {method!r}")
         self.method = method
-        self.table = sql.validate_identifier(table)
+        self.table = sql.validate_table_name(table)
         self.batch_rows = batch_rows
         self._connect = connect
         self._builder: RowBuilder | None = None
@@ -371,6 +392,26 @@ class MySqlWriter:
             raise
         return int(cursor.lastrowid) if cursor.rowcount else 0
 
+    def _refuse_namesake(self, source: SourceFile, known_at: str, started: float) -> FileResult:
+        """A file with the name (CloudTrail's file name) of a file loaded from elsewhere, but another
+        content: not loaded over it. Kept failed in a manifest row of its own (by location)."""
+        message = (
+            f"{source.location}: a different file of the same name is loaded from {known_at}; not loaded, so that "
+            f"neither replaces the other's events (if this one is the right one, delete the row of {known_at} "
+            f"from {self.table}_files and load both again)"
+        )
+        log.error("failed: %s", message)
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(
+                sql.macro(_LOADER_SQL, "record_failure", self.table),
+                (source.location_hash, *source.manifest_values[1:], message),
+            )
+            self.conn.commit()
+        finally:
+            cursor.close()
+        return FileResult(source.location, "failed", seconds=time.monotonic() - started, detail=message)
+
     def _refuse_dropped_day(self, cursor: Any, source: SourceFile) -> None:
         cursor.execute(sql.macro(_LOADER_SQL, "dropped_day", self.table), (source.delivery_day,))
         found = cursor.fetchone()
@@ -401,15 +442,21 @@ class MySqlWriter:
                 file_id = cursor.lastrowid
             if not file_id:
                 self._refuse_dropped_day(cursor, source)
+            replaced: int | None = None
             if claimed:
                 cursor.execute(sql.macro(_LOADER_SQL, "file_state", self.table), (file_id,))
-                status, etag, size = cursor.fetchone()
+                status, etag, size, known_at = cursor.fetchone()
                 if _same_content(status, etag, size, source):
                     self.conn.rollback()
                     return FileResult(source.location, "already_loaded", detail="in the manifest")
+                if status == "loaded" and known_at != source.location:
+                    self.conn.rollback()
+                    return self._refuse_namesake(source, str(known_at), started)
                 if status != "loading":
-                    # A failed attempt left nothing; a changed file replaces its earlier rows.
+                    # A failed attempt left nothing; a changed file (CloudTrail delivered it again, changed,
+                    # at the same place) replaces its earlier rows, and says so.
                     cursor.execute(sql.macro(_LOADER_SQL, "delete_file_rows", self.table), (file_id,))
+                    replaced = int(cursor.rowcount) if status == "loaded" else None
             if method == "load_data":
                 rows = tsv if tsv is not None else TsvRows(builder, records, source.location)
                 try:
@@ -422,13 +469,14 @@ class MySqlWriter:
             else:
                 count = self._insert_rows(cursor, builder.rows(records, source.location, file_id, source.delivery_day))
             seconds = time.monotonic() - started
+            note = None if replaced is None else replaced_note(replaced)
             cursor.execute(
                 sql.macro(_LOADER_SQL, "finish_file", self.table),
-                (file_id, source.delivery_day or UNDATED_DAY, count, seconds, source.location, source.etag,
+                (file_id, source.delivery_day or UNDATED_DAY, count, note, seconds, source.location, source.etag,
                  source.size, source.delivery_day, file_id),
             )
             self.conn.commit()
-            return FileResult(source.location, "loaded", rows=count, seconds=seconds)
+            return FileResult(source.location, "loaded", rows=count, seconds=seconds, detail=note or "")
         except BaseException:
             try:
                 self.conn.rollback()
