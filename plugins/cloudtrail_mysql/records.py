@@ -566,6 +566,8 @@ class RowBuilder:
 
     def _unwritable(self, source: str, index: int, exc: Exception) -> CloudTrailFileError:
         if isinstance(exc, _ValueTooLarge):
+            if exc.size > self.max_row_bytes:
+                return _too_big_record(source, index, self.max_row_bytes, self.row_limit_reason)
             return CloudTrailFileError(source, f"record {index}: {exc}")
         if "Recursion" in str(exc):
             return CloudTrailFileError(source, f"record {index}: {_TOO_DEEP}")
@@ -780,6 +782,10 @@ def _compile_row(
 class _ValueTooLarge(ValueError):
     """A row that its table cannot hold whole (its extraFields is longer than that column)."""
 
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
 
 def _check_extra(column: Column, text: str) -> None:
     if column.max_chars is not None:
@@ -789,7 +795,7 @@ def _check_extra(column: Column, text: str) -> None:
     if size > limit:
         raise _ValueTooLarge(
             f"its values cut to their columns, kept whole in {column.name}, take {size} {unit}, "
-            f"more than {column.name} holds ({limit})"
+            f"more than {column.name} holds ({limit})", size,
         )
 
 
