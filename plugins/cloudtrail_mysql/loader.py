@@ -129,10 +129,7 @@ class ReadFile:
             self.tsv.close()
 
 
-def read_file(
-    source: SourceFile, fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None = None,
-    limits: Limits | None = None,
-) -> ReadFile:
+def read_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None = None) -> ReadFile:
     """Fetch a file and, given a ``builder``, parse it and write its rows as TSV: the part of
     loading that needs no connection, so it can run ahead of the file's turn."""
     data = fetch(source)
@@ -142,7 +139,7 @@ def read_file(
         source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
     read = ReadFile(source, data)
     if builder is not None:
-        read.tsv = TsvRows(builder, read_records(data, source.location, limits), source.location)
+        read.tsv = TsvRows(builder, read_records(data, source.location, builder.limits), source.location)
     return read
 
 
@@ -254,10 +251,8 @@ def load_files(
     builder = _tsv_builder(writers[0]) if to_read and parse_ahead else None
     fresh = [source for source in to_read if source.location not in seen]
 
-    limits = writers[0].limits
-
     def read_ahead_of_turn(source: SourceFile) -> ReadFile:
-        return read_file(source, fetch_one, builder if writers[0].method != "insert" else None, limits)
+        return read_file(source, fetch_one, builder if writers[0].method != "insert" else None)
 
     parsed = (
         ReadAhead(fresh, read_ahead_of_turn, len(writers), discard=ReadFile.close)

@@ -246,22 +246,35 @@ def _inflate(data: bytes, source: str, limit: int) -> bytearray | None:
     first 64 KiB, whatever it inflates to.
     """
     gunzip = _Gunzip(data, source)
+    hint = _json_size(data)
     out = bytearray()
+    size = 0
     checked = False
     while True:
-        chunk = gunzip.read(min(_STEP, limit + 1 - len(out)) if checked else _HEAD)
+        chunk = gunzip.read(min(_STEP, limit + 1 - size) if checked else _HEAD)
         if not chunk:
+            del out[size:]
             return out
-        out += chunk
-        if not checked and (len(out) >= _HEAD or gunzip.done):
+        if size + len(chunk) > limit:
+            return None  # too large to hold whole: read it as a stream
+        if size + len(chunk) <= len(out):
+            out[size : size + len(chunk)] = chunk
+        else:
+            del out[size:]
+            out += chunk
+        size += len(chunk)
+        if not checked and (size >= _HEAD or gunzip.done):
             checked = True
-            head = bytes(out[:_HEAD])
-            if len(out) >= _HEAD and not head.strip():
+            head = bytes(out[: min(size, _HEAD)])
+            if size >= _HEAD and not head.strip():
                 raise CloudTrailFileError(source, "not a CloudTrail log file (64 KiB of whitespace and no JSON)")
-            if len(out) >= _HEAD and (why := _not_an_object(head)):
+            if size >= _HEAD and (why := _not_an_object(head)):
                 raise CloudTrailFileError(source, why)
-        if len(out) > limit:
-            return None
+            if size < hint <= limit:
+                # The size gzip's trailer gives, allocated once now that the head is fine (no copy as it grows).
+                whole = bytearray(hint)
+                whole[:size] = out
+                out = whole
 
 
 def read_records(data: bytes, source: str, limits: Limits | None = None) -> Iterable[dict[str, Any]]:
@@ -536,6 +549,8 @@ class RowBuilder:
         # A row over max_row_bytes fails its file (row_limit_reason: what sets the limit, if not the option).
         self.max_row_bytes = max_row_bytes
         self.row_limit_reason = row_limit_reason
+        # The limits its files are read with (set by the writer; read_file reads ahead with them).
+        self.limits: Limits | None = None
         self.columns = tuple(columns)
         self.column_names = tuple(column.name for column in self.columns)
         self._fields = frozenset(c.name for c in self.columns if c.name not in SPECIAL_COLUMNS)

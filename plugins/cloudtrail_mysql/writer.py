@@ -292,6 +292,7 @@ class MySqlWriter:
             max_row, reason = self._max_row_bytes()
             try:
                 self._builder = RowBuilder(self.columns(), max_row, reason)
+                self._builder.limits = self.limits
             except ValueError as exc:
                 raise ValueError(
                     f"table {self.table!r} is not a table this loader created ({exc}); "
