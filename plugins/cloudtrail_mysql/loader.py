@@ -352,12 +352,13 @@ def _load_file(
     started = time.monotonic()
     file: ReadFile | None = None
     records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files
-    reconnects = 0
+    reconnects = 0  # attempts to reconnect while loading this file
+    lost = 0  # times the connection was lost while loading it
     if writer.unreachable_since is not None:
         # The server was lost before this file: one more try at once, no long wait if the outage goes on.
-        reconnects += 1
-        if not _wait_for_server(writer):
-            return _failed(writer, source, _outage_message(source, writer, reconnects, None), started)
+        answers, tries = _wait_for_server(writer)
+        if not answers:
+            return _failed(writer, source, _outage_message(source, writer, tries, None), started)
     if writer.unrecorded_failures:
         _record_unrecorded(writer)
     try:
@@ -398,14 +399,16 @@ def _load_file(
                     ), started)
                 if code in LOST_CONNECTION_ERRORS:
                     log.warning("%s: %s; reconnecting to load it again", source.location, describe_mysql_error(exc))
-                    reconnects += 1
-                    if reconnects > attempts:  # the server answers again each time, yet drops this file's load
+                    lost += 1
+                    if lost > attempts:  # the server answers again each time, yet drops this file's load
                         return _failed(writer, source, (
-                            f"{source.location}: {describe_mysql_error(exc)} while loading, {reconnects} times, though "
+                            f"{source.location}: {describe_mysql_error(exc)} while loading, {lost} times, though "
                             "the server answered again each time: a statement it refuses can do that (its "
                             f"max_allowed_packet, or a lower {Limits.RECORD_HINT})"
                         ), started)
-                    if _wait_for_server(writer):
+                    answers, tries = _wait_for_server(writer)
+                    reconnects += tries
+                    if answers:
                         continue
                     return _failed(writer, source, _outage_message(source, writer, reconnects, exc), started)
                 if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
@@ -419,30 +422,39 @@ def _load_file(
             file.close()
 
 
-def _wait_for_server(writer: MySqlWriter) -> bool:
+def _wait_for_server(writer: MySqlWriter) -> tuple[bool, int]:
     """Reconnect, with backoff, until the server answers or it has been unreachable for
-    ``writer.retry_seconds``: whether it answers. A refusal (wrong password ...) is raised."""
+    ``writer.retry_seconds``: whether it answers, and how many tries. A refusal (wrong password
+    ...) is raised."""
     if writer.unreachable_since is None:
         writer.unreachable_since = time.monotonic()
     delay = 0.25
+    tries = 0
     while True:
+        tries += 1
         if _reconnect(writer):
             writer.unreachable_since = None
-            return True
+            return True, tries
         left = writer.unreachable_since + writer.retry_seconds - time.monotonic()
         if left <= 0:
-            return False
+            return False, tries
         time.sleep(min(delay, left))
         delay = min(delay * 2, 5.0)
 
 
 def _outage_message(source: SourceFile, writer: MySqlWriter, reconnects: int, exc: BaseException | None) -> str:
-    since = writer.unreachable_since or time.monotonic()
-    what = describe_mysql_error(exc) if exc is not None else "the MySQL server is unreachable"
+    lasted = time.monotonic() - (writer.unreachable_since or time.monotonic())
+    limit = (
+        f"(waiting at most {writer.retry_seconds:g} s: --retry-seconds, the operator's retry_seconds or "
+        "CLOUDTRAIL_MYSQL_RETRY_SECONDS)"
+    )
+    if exc is None:
+        return (
+            f"{source.location}: not tried: the MySQL server has not answered for {lasted:.0f} s {limit}; {LOAD_AGAIN_HINT}"
+        )
     return (
-        f"{source.location}: {what} while loading; reconnected {reconnects} time(s), the server unreachable "
-        f"for {time.monotonic() - since:.0f} s (the limit is {writer.retry_seconds:g} s: --retry-seconds, "
-        f"the operator's retry_seconds or CLOUDTRAIL_MYSQL_RETRY_SECONDS); {LOAD_AGAIN_HINT}"
+        f"{source.location}: {describe_mysql_error(exc)} while loading; retried {reconnects} times over {lasted:.0f} s "
+        f"{limit}; {LOAD_AGAIN_HINT}"
     )
 
 
