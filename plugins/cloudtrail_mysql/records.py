@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
@@ -163,7 +164,7 @@ class Limits:
 def _size(n: int) -> str:
     for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
         if n >= factor:
-            return f"{n / factor:g} {unit}"
+            return f"{n / factor:.4g} {unit}"
     return f"{n} bytes"
 
 
@@ -561,6 +562,13 @@ class RowBuilder:
         self._key_column = next((c for c in self.columns if c.name == "sourceKey"), None)
         self._row = _compile_row(self.columns, self._fields)
         self._tsv_row = _compile_row(self.columns, self._fields, tsv=True)
+        # A row's size, cheaply: the values of its unbounded text columns (TEXT types, extraFields),
+        # plus at most 4 bytes per character of every bounded (VARCHAR) one.
+        large = [i for i, c in enumerate(self.columns) if c.kind == "text" and c.max_chars is None]
+        self._large_values = lambda row: [row[i] for i in large]
+        if len(large) > 1:
+            self._large_values = itemgetter(*large)
+        self._bounded_bytes = sum(4 * c.max_chars for c in self.columns if c.max_chars is not None) + 64
 
     def rows(
         self, records: Iterable[dict[str, Any]], source_key: str, file_id: int
@@ -570,12 +578,13 @@ class RowBuilder:
         source_key, key_extra = self.fit_source_key(source_key)
         build = self._row
         limit = self.max_row_bytes
+        large_values, bounded = self._large_values, self._bounded_bytes
         for index, record in enumerate(records):
             try:
                 row = build(record, index, file_id, source_key, key_extra)
             except (orjson.JSONEncodeError, _ValueTooLarge) as exc:
                 raise self._unwritable(location, index, exc) from None
-            if sum(len(value) for value in row if type(value) is str) * 4 > limit:
+            if sum(map(len, filter(None, large_values(row)))) * 4 + bounded > limit:
                 self._check_size(location, index, "\t".join(v for v in row if type(v) is str))
             yield row
 
