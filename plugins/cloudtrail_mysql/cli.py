@@ -39,6 +39,9 @@ class MySqlConnectError(ConnectionError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker, it reaches the command whole
+        return type(self), (str(self), self.code)
+
 
 # mysqlclient options that take a number; a URL gives every option as text.
 _INTEGER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "local_infile", "compress", "client_flag"})
@@ -141,10 +144,19 @@ def _start_worker(
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command's handler is for the command itself
     settings = settings or _Settings(Limits.from_env(), retry_seconds_from_env())
-    _worker["writer"] = MySqlWriter(
-        target.connect(), table, connect=target.connect, method=method, limits=settings.limits,
-        retry_seconds=settings.retry_seconds,
-    )
+
+    def new_writer() -> MySqlWriter:
+        return MySqlWriter(
+            target.connect(), table, connect=target.connect, method=method, limits=settings.limits,
+            retry_seconds=settings.retry_seconds,
+        )
+
+    _worker["new_writer"] = new_writer
+    try:
+        _worker["writer"] = new_writer()
+    except MySqlConnectError:
+        # Not here: a pool whose initializer fails starts it again and again. The first task says why.
+        _worker["writer"] = None
     _worker["kinds"] = kinds
     _worker["parse_ahead"] = parse_ahead
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
@@ -168,6 +180,8 @@ def _load_in_worker(task: list[SourceFile]) -> list[FileResult]:
     from_s3 = task[0].location.startswith("s3://")
     if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
+    if _worker["writer"] is None:
+        _worker["writer"] = _worker["new_writer"]()
     return list(load_files(
         task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
         read_ahead=READ_AHEAD_FILES if from_s3 else 0, parse_ahead=_worker["parse_ahead"],
