@@ -29,9 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from cloudtrail_mysql.records import (
-    CloudTrailFileError, DigestFile, FileKind, RecordsOnDemand, RowBuilder, classify, read_records,
+    CloudTrailFileError, DigestFile, FileKind, Limits, RecordsOnDemand, RowBuilder, classify, read_records,
 )
-from cloudtrail_mysql.records import Limits
 from cloudtrail_mysql.writer import (
     FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, describe_mysql_error, mysql_error_code,
 )
