@@ -248,6 +248,24 @@ def test_value_beyond_max_allowed_packet_fails_naming_it(mysql_db, tmp_path: Pat
     assert _loaded_ids(mysql_db) == _expected(good)
 
 
+def test_limits_are_taken_from_the_environment_or_the_options(mysql_db, tmp_path: Path) -> None:
+    """A 300 KB record loads by default; CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES=100K refuses it, naming
+    the limit; --max-record-bytes overrides the environment."""
+    path = _hostile_path(tmp_path / "in", "LimitLimitLimitL")
+    record = {"eventVersion": "1.08", "eventID": "300k", "requestParameters": {"policy": "p" * 300_000}}
+    path.write_bytes(gzip.compress(json.dumps({"Records": [record]}).encode()))
+
+    refused = run_cli("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", "1",
+                      env={"CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES": "100K"}, timeout=60)
+    _assert_failed_named(refused, path, "record 0 is larger than 100 KiB", "CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES")
+    loaded = run_cli("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", "1", "--max-record-bytes", "1M",
+                     env={"CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES": "100K"}, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert mysql_db.query("SELECT eventID, LENGTH(requestParameters) FROM logs") == [
+        ("300k", len(json.dumps(record["requestParameters"], separators=(",", ":"))))
+    ]
+
+
 # -- 4. the command's options ------------------------------------------------------------------------
 def test_workers_must_be_at_least_one_and_version_is_printed(tmp_path: Path) -> None:
     for bad in ("0", "-2", "two"):

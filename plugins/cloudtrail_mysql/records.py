@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -154,8 +155,6 @@ class Limits:
     @classmethod
     def from_env(cls, max_file_bytes: int | str | None = None, max_record_bytes: int | str | None = None) -> Limits:
         """The limits given, else from CLOUDTRAIL_MYSQL_MAX_FILE_BYTES / _MAX_RECORD_BYTES, else the defaults."""
-        import os
-
         file_bytes = max_file_bytes or os.environ.get("CLOUDTRAIL_MYSQL_MAX_FILE_BYTES") or cls.max_file_bytes
         record_bytes = max_record_bytes or os.environ.get("CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES") or cls.max_record_bytes
         return cls(parse_size(file_bytes), parse_size(record_bytes))
