@@ -28,6 +28,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import CLI, make_sample_day, read_events, run_cli
+from test_faults import monitor  # noqa: F401 - the fixture: a second MySQL session that watches the loader
 
 DAY_FOLDER = "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10"
 
@@ -306,15 +307,41 @@ def _leftovers(scratch: Path) -> list[str]:
     return sorted(str(p.relative_to(scratch)) for p in scratch.rglob("cloudtrail-*"))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_no_temporary_file_outlives_a_stopped_command(sig: int, mysql_db, tmp_path: Path) -> None:
-    files = _big_folder(tmp_path / "in")
+def _one_big_file(root: Path, records: int = 60_000) -> list[Path]:
+    from cloudtrail_mysql.sample import day_files
+    from datetime import date
+
+    (item,) = day_files(date(2017, 4, 10), records=records, accounts=("111122223333",), regions=("us-east-1",),
+                        files_per_region=1, digests=False)
+    path = root / item.key
+    path.parent.mkdir(parents=True)
+    path.write_bytes(item.body)
+    return [path]
+
+
+@pytest.mark.parametrize(
+    "sig, workers",
+    [
+        # SIGTERM (timeout, a scheduler) to the command with worker processes: all of them stop
+        pytest.param(signal.SIGTERM, "2", id="sigterm-workers"),
+        # SIGKILL of the process that is in the middle of its LOAD DATA
+        pytest.param(signal.SIGKILL, "1", id="sigkill-mid-load"),
+    ],
+)
+def test_no_temporary_file_outlives_a_stopped_command(sig: int, workers: str, mysql_db, monitor, tmp_path: Path) -> None:
+    if sig == signal.SIGKILL:
+        files = _one_big_file(tmp_path / "in")
+    else:
+        files = _big_folder(tmp_path / "in")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = {"TMPDIR": str(scratch)}
-    proc = _popen("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", "2", "--parse-ahead", "on", env=env)
+    proc = _popen("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", workers, "--parse-ahead", "on", env=env)
     try:
-        _wait_loading(mysql_db, proc)
+        if sig == signal.SIGKILL:
+            monitor.wait_inserting(proc, min_rows=3000)
+        else:
+            _wait_loading(mysql_db, proc)
         os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -324,14 +351,14 @@ def test_no_temporary_file_outlives_a_stopped_command(sig: int, mysql_db, tmp_pa
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM, err
         assert "stopped" in err
+        # the workers are gone with the command: nothing of theirs goes on loading
+        time.sleep(1.0)
+        rows = mysql_db.count()
+        time.sleep(1.5)
+        assert mysql_db.count() == rows
     assert _leftovers(scratch) == []
-    # the workers are gone with the command: nothing of theirs goes on loading
-    time.sleep(1.0)
-    rows = mysql_db.count()
-    time.sleep(1.5)
-    assert mysql_db.count() == rows
 
-    again = run_cli("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", "2", env=env, timeout=120)
+    again = run_cli("import", tmp_path / "in", "--mysql-url", mysql_db.url, "--workers", workers, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert _leftovers(scratch) == []
     assert _loaded_ids(mysql_db) == _expected(files)
