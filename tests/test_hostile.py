@@ -539,3 +539,41 @@ def test_outage_longer_than_the_retries_names_every_file_and_a_rerun_loads_the_r
     assert summary["failed"] - 1 <= rerun["loaded"] <= summary["failed"]
     assert rerun["loaded"] + rerun["already_loaded"] == len(files)
     assert _private_ids(private_server, database) == _expected(files)
+
+
+def test_failures_the_lost_server_could_not_take_are_recorded_once_it_is_back(
+    private_server: PrivateServer, tmp_path: Path
+) -> None:
+    """Files that fail while the server is gone cannot be written to the manifest then; they are
+    written as failed once it answers again, before the next file loads."""
+    from cloudtrail_mysql.loader import load_files
+    from cloudtrail_mysql.sources import fetch
+    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+
+    files = _good_files(tmp_path / "in", records=300)
+    database = _private_db(private_server)
+    connect = lambda: private_server.connect(database)  # noqa: E731
+    writer = MySqlWriter(connect(), "logs", connect=connect, retry_seconds=1)
+    writer.ensure_schema()
+    sources = [SourceFile(str(path)) for path in files]
+    try:
+        private_server.stop()
+        started = time.monotonic()
+        during = list(load_files(sources[:3], fetch, [writer]))
+        assert time.monotonic() - started < 15
+        assert [r.status for r in during] == ["failed"] * 3
+        assert all("load again once the MySQL server is back" in r.detail for r in during)
+        assert len(writer.unrecorded_failures) == 3
+    finally:
+        private_server.start()
+
+    after = list(load_files(sources[3:4], fetch, [writer]))
+    assert [r.status for r in after] == ["loaded"]
+    assert writer.unrecorded_failures == []
+    manifest = dict(private_server.query(database, "SELECT source, status FROM logs_files"))
+    assert manifest == {**{s.location: "failed" for s in sources[:3]}, sources[3].location: "loaded"}
+    writer.conn.close()
+
+    again = run_cli("import", tmp_path / "in", "--mysql-url", private_server.url(database), "--workers", "1", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert _private_ids(private_server, database) == _expected(files)
