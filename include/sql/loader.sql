@@ -78,6 +78,10 @@ ON DUPLICATE KEY UPDATE
     updated_at = VALUES(updated_at)
 {%- endmacro %}
 
+{% macro max_allowed_packet() -%}
+SELECT @@max_allowed_packet
+{%- endmacro %}
+
 {% macro server_version() -%}
 SELECT VERSION()
 {%- endmacro %}

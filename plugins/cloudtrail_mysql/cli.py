@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import time
 from collections import deque
@@ -27,11 +28,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote
 
-from cloudtrail_mysql import sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files, setup_error
+from cloudtrail_mysql import __version__, sql
+from cloudtrail_mysql.loader import DEFAULT_KINDS, LOAD_AGAIN_HINT, MySqlSetupError, load_files, setup_error
 from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
-from cloudtrail_mysql.records import FileKind, delivery_day
-from cloudtrail_mysql.writer import FileResult, MySqlWriter, SourceFile, replaced_rows
+from cloudtrail_mysql.records import FileKind, Limits, delivery_day, parse_size
+from cloudtrail_mysql.writer import (
+    FileResult, MySqlWriter, SourceFile, describe_mysql_error, replaced_rows, retry_seconds_from_env,
+)
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
@@ -43,6 +46,9 @@ class MySqlConnectError(ConnectionError):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker, it reaches the command whole
+        return type(self), (str(self), self.code)
 
 
 # mysqlclient options that take a number; a URL gives every option as text.
@@ -116,22 +122,49 @@ class MySqlTarget:
         # not hang. Generous enough for the largest statement the loader sends.
         kwargs["read_timeout"] = int(kwargs.get("read_timeout", 300))
         kwargs["write_timeout"] = int(kwargs.get("write_timeout", 15))
+        kwargs["connect_timeout"] = int(kwargs.get("connect_timeout", 10))
         if with_database:
             kwargs["database"] = self.database
         try:
             return MySQLdb.connect(**kwargs)
         except MySQLdb.OperationalError as exc:
-            raise MySqlConnectError(f"cannot connect to MySQL at {self.describe()}: {exc.args[-1]}", exc.args[0]) from None
+            raise MySqlConnectError(
+                f"cannot connect to MySQL at {self.describe()}: {describe_mysql_error(exc)}", exc.args[0]
+            ) from None
 
 
 # -- import -------------------------------------------------------------------------------------
 _worker: dict[str, Any] = {}
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What every worker needs to know besides the target and the table."""
+
+    limits: Limits
+    retry_seconds: float
+
+
 def _start_worker(
-    target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto", parse_ahead: bool = True
+    target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto", parse_ahead: bool = True,
+    settings: _Settings | None = None,
 ) -> None:
-    _worker["writer"] = MySqlWriter(target.connect(), table, connect=target.connect, method=method)
+    if multiprocessing.parent_process() is not None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command's handler is for the command itself
+    settings = settings or _Settings(Limits.from_env(), retry_seconds_from_env())
+
+    def new_writer() -> MySqlWriter:
+        return MySqlWriter(
+            target.connect(), table, connect=target.connect, method=method, limits=settings.limits,
+            retry_seconds=settings.retry_seconds,
+        )
+
+    _worker["new_writer"] = new_writer
+    try:
+        _worker["writer"] = new_writer()
+    except MySqlConnectError:
+        # Not here: a pool whose initializer fails starts it again and again. The first task says why.
+        _worker["writer"] = None
     _worker["kinds"] = kinds
     _worker["parse_ahead"] = parse_ahead
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
@@ -155,6 +188,8 @@ def _load_in_worker(task: list[SourceFile]) -> Iterator[FileResult]:
     from_s3 = task[0].location.startswith("s3://")
     if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
+    if _worker["writer"] is None:
+        _worker["writer"] = _worker["new_writer"]()
     return load_files(
         task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
         read_ahead=READ_AHEAD_FILES if from_s3 else 0, parse_ahead=_worker["parse_ahead"],
@@ -163,15 +198,15 @@ def _load_in_worker(task: list[SourceFile]) -> Iterator[FileResult]:
 
 def _results(
     tasks: list[list[SourceFile]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str,
-    parse_ahead: bool,
+    parse_ahead: bool, settings: _Settings | None = None,
 ) -> Iterable[FileResult]:
     if workers <= 1 or len(tasks) <= 1:
-        _start_worker(target, table, kinds, method, parse_ahead)
+        _start_worker(target, table, kinds, method, parse_ahead, settings)
         for task in tasks:
             yield from _load_in_worker(task)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    yield from _in_processes(tasks, workers, context, (target, table, kinds, method, parse_ahead))
+    yield from _in_processes(tasks, workers, context, (target, table, kinds, method, parse_ahead, settings))
 
 
 def _worker_main(conn: Any, parent: int, *setup: Any) -> None:
@@ -366,7 +401,11 @@ def run_import(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no files found at {args.source}")
     ensure_database(target, table, {source.delivery_day for source in sources})
     cores = os.cpu_count() or 1
-    workers = max(1, args.workers or cores)
+    workers = args.workers or cores
+    settings = _Settings(
+        Limits.from_env(args.max_file_bytes, args.max_record_bytes),
+        args.retry_seconds if args.retry_seconds is not None else retry_seconds_from_env(),
+    )
     # Parsing ahead needs a core of its own: not there when a local server and the workers fill them all.
     parse_ahead = args.parse_ahead == "on" or (
         args.parse_ahead == "auto" and (workers < cores or not target.on_this_machine)
@@ -382,7 +421,9 @@ def run_import(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.start()
     try:
-        for result in _results(_tasks(sources, workers), workers, target, table, frozenset(kinds), args.method, parse_ahead):
+        for result in _results(
+            _tasks(sources, workers), workers, target, table, frozenset(kinds), args.method, parse_ahead, settings
+        ):
             counts[result.status] += 1
             rows += result.rows
             if result.status == "failed":
@@ -420,6 +461,12 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{len(failures)} file(s) failed and were not loaded:", file=sys.stderr)
         for failure in failures:
             print(f"  {failure.location}: {failure.detail.removeprefix(failure.location + ': ')}", file=sys.stderr)
+        lost = sum(LOAD_AGAIN_HINT in failure.detail for failure in failures)
+        if lost:
+            print(
+                f"{lost} of them for want of the MySQL server: run the same command again once it is back; "
+                "it loads exactly the files not loaded yet.", file=sys.stderr,
+            )
         return 1
     return 0
 
@@ -594,8 +641,36 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloudtrail-mysql", description="Load AWS CloudTrail logs into MySQL.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def database_options(command: argparse.ArgumentParser) -> None:
@@ -608,7 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
     load = commands.add_parser("import", help="load CloudTrail files from a file, a folder or S3")
     load.add_argument("source", help="a .json.gz file, a folder (recursive), s3://bucket/key or s3://bucket/prefix/")
     database_options(load)
-    load.add_argument("--workers", type=int, default=0, help="worker processes (default: number of cores)")
+    load.add_argument(
+        "--workers", type=_positive_int, default=None, help="worker processes, 1 or more (default: number of cores)"
+    )
     load.add_argument(
         "--method", choices=("auto", "load_data", "insert"), default="auto",
         help="how rows reach MySQL: LOAD DATA LOCAL INFILE (fastest), multi-row INSERTs, or auto: "
@@ -618,6 +695,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--parse-ahead", choices=("auto", "on", "off"), default="auto",
         help="parse each worker's next file while MySQL loads the current one (a thread per worker); "
         "auto: unless the server is on this machine and the workers already use every core (default)",
+    )
+    load.add_argument(
+        "--max-file-bytes", type=_size, default=None, metavar="SIZE",
+        help="most JSON a file may inflate to, e.g. 1G (default: $CLOUDTRAIL_MYSQL_MAX_FILE_BYTES or 1 GiB); "
+        "a larger file fails, named",
+    )
+    load.add_argument(
+        "--max-record-bytes", type=_size, default=None, metavar="SIZE",
+        help="largest record, as JSON and as its row, e.g. 1M (default: $CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES or 1 MiB; "
+        "CloudTrail's events are at most 256 KB); a file holding a larger one fails, named",
+    )
+    load.add_argument(
+        "--retry-seconds", type=_seconds, default=None, metavar="SECONDS",
+        help="how long a lost MySQL server is waited for, reconnecting, before the files fail "
+        "(default: $CLOUDTRAIL_MYSQL_RETRY_SECONDS or 60)",
     )
     load.add_argument("--include-insight", action="store_true", help="also load CloudTrail-Insight files")
     load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")
@@ -674,10 +766,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs.
     logging.getLogger("cloudtrail_mysql").addHandler(logging.NullHandler())
     logging.getLogger("cloudtrail_mysql").propagate = False
+    # Stopped (timeout, kill, a scheduler): unwind as for Ctrl-C, so that workers are stopped too.
+    previous = signal.signal(signal.SIGTERM, _stopped)
     try:
         return args.run(args)
+    except MySQLdb.Error as exc:
+        print(f"cloudtrail-mysql: error: {describe_mysql_error(exc)}", file=sys.stderr)
+        return 2
     except (
-        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, MySQLdb.Error, BotoCoreError, ClientError,
+        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, BotoCoreError, ClientError,
         NotPartitioned, TimeoutError,
     ) as exc:
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
@@ -687,6 +784,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        print("cloudtrail-mysql: stopped (SIGTERM); files being loaded were rolled back", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM: raised in the main thread so that every ``finally`` runs and workers are stopped."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Terminated()
 
 
 def _hint(exc: BaseException) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import logging
 import queue
 import threading
@@ -28,9 +29,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
 
 from cloudtrail_mysql.records import (
-    CloudTrailFileError, DigestFile, FileKind, RecordsOnDemand, RowBuilder, classify, read_records,
+    CloudTrailFileError, DigestFile, FileKind, Limits, RecordsOnDemand, RowBuilder, classify, read_records,
 )
-from cloudtrail_mysql.writer import FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, mysql_error_code
+from cloudtrail_mysql.writer import (
+    FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, describe_mysql_error, mysql_error_code,
+)
 
 __all__ = [
     "DEFAULT_KINDS", "MySqlSetupError", "ReadAhead", "ReadFile", "load_file", "load_files", "read_file", "setup_error",
@@ -55,7 +58,11 @@ SETUP_MYSQL_ERRORS = {
     1290: "the MySQL server is read-only",
     1836: "the MySQL server is read-only",
 }
+# Statements refused for their size: no retry can help, the server's setting or the file must change.
+PACKET_TOO_LARGE_ERRORS = frozenset({1153, 1301})
 ATTEMPTS = 5
+# What a failed file's message says when the MySQL server could not be reached in time.
+LOAD_AGAIN_HINT = "the file was not loaded; load again once the MySQL server is back (files already loaded are skipped)"
 
 
 class MySqlSetupError(RuntimeError):
@@ -131,7 +138,7 @@ def read_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], builder:
         source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
     read = ReadFile(source, data)
     if builder is not None:
-        read.tsv = TsvRows(builder, read_records(data, source.location), source.location)
+        read.tsv = TsvRows(builder, read_records(data, source.location, builder.limits), source.location)
     return read
 
 
@@ -236,7 +243,7 @@ def load_files(
     A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
     """
     loadable = [source for source in sources if wanted(source.location, kinds)[0]]
-    done, seen = writers[0].manifest_state(loadable) if check_manifest else (set(), set())
+    done, seen = _manifest_state(writers[0], loadable) if check_manifest else (set(), set())
     to_read = [source for source in loadable if source.location not in done]
     fetched = ReadAhead(to_read, fetch, read_ahead) if read_ahead > 0 and to_read else None
     fetch_one = fetched or fetch
@@ -273,6 +280,24 @@ def load_files(
         for ahead in (parsed, fetched):
             if ahead is not None:
                 ahead.close()
+        for writer in writers:
+            if writer.unrecorded_failures:
+                if writer.unreachable_since is not None:
+                    _reconnect(writer)
+                _record_unrecorded(writer)
+
+
+def _manifest_state(writer: MySqlWriter, sources: Sequence[SourceFile]) -> tuple[set[str], set[str]]:
+    """``writer.manifest_state``; with the server lost, no file is taken as loaded or as new:
+    each is checked in its own turn, with its own retries."""
+    try:
+        return writer.manifest_state(sources)
+    except Exception as exc:
+        if mysql_error_code(exc) not in LOST_CONNECTION_ERRORS:
+            raise
+        log.warning("reading the manifest: %s; each file is checked in its turn", describe_mysql_error(exc))
+        _wait_for_server(writer)
+        return set(), {source.location for source in sources}
 
 
 def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
@@ -326,19 +351,33 @@ def _load_file(
     started = time.monotonic()
     file: ReadFile | None = None
     records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files
+    reconnects = 0  # attempts to reconnect while loading this file
+    lost = 0  # times the connection was lost while loading it
+    if writer.unreachable_since is not None:
+        # The server was lost before this file: one more try at once, no long wait if the outage goes on.
+        answers, tries = _wait_for_server(writer)
+        if not answers:
+            return _failed(writer, source, _outage_message(source, writer, tries, None), started)
+    if writer.unrecorded_failures:
+        _record_unrecorded(writer)
     try:
-        for attempt in range(1, attempts + 1):
+        for attempt in itertools.count(1):
             try:
                 if file is None:
                     file = read(source)
                     source = file.source
                 if check_manifest and writer.loaded([source]):
-                    return FileResult(source.location, "already_loaded", detail="in the manifest")
-                if file.tsv is not None:
-                    return writer.load(source, RecordsOnDemand(file.data, source.location), file.tsv, new=not check_manifest)
-                if records is None:
-                    records = read_records(file.data, source.location)
-                return writer.load(source, records, new=not check_manifest)
+                    result = FileResult(source.location, "already_loaded", detail="in the manifest")
+                elif file.tsv is not None:
+                    result = writer.load(
+                        source, RecordsOnDemand(file.data, source.location, writer.limits), file.tsv, new=not check_manifest
+                    )
+                else:
+                    if records is None:
+                        records = read_records(file.data, source.location, writer.limits)
+                    result = writer.load(source, records, new=not check_manifest)
+                writer.unreachable_since = None
+                return result
             except DigestFile:
                 return FileResult(source.location, "skipped", detail="CloudTrail digest file")
             except CloudTrailFileError as exc:
@@ -352,11 +391,28 @@ def _load_file(
                 if refusal is not None:
                     raise refusal from None
                 code = mysql_error_code(exc)
+                if code in PACKET_TOO_LARGE_ERRORS:
+                    return _failed(writer, source, (
+                        f"{source.location}: {describe_mysql_error(exc)}; raise max_allowed_packet on the server, "
+                        f"or lower the largest record loaded ({Limits.RECORD_HINT})"
+                    ), started)
+                if code in LOST_CONNECTION_ERRORS:
+                    log.warning("%s: %s; reconnecting to load it again", source.location, describe_mysql_error(exc))
+                    lost += 1
+                    if lost > attempts:  # the server answers again each time, yet drops this file's load
+                        return _failed(writer, source, (
+                            f"{source.location}: {describe_mysql_error(exc)} while loading, {lost} times, though "
+                            "the server answered again each time: a statement it refuses can do that (its "
+                            f"max_allowed_packet, or a lower {Limits.RECORD_HINT})"
+                        ), started)
+                    answers, tries = _wait_for_server(writer)
+                    reconnects += tries
+                    if answers:
+                        continue
+                    return _failed(writer, source, _outage_message(source, writer, reconnects, exc), started)
                 if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
                     log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
                     time.sleep(min(0.2 * 2**attempt, 5.0))
-                    if code in LOST_CONNECTION_ERRORS:
-                        _reconnect(writer)
                     continue
                 return _failed(writer, source, f"{source.location}: {type(exc).__name__}: {exc}", started)
         raise AssertionError("unreachable")
@@ -365,14 +421,65 @@ def _load_file(
             file.close()
 
 
-def _reconnect(writer: MySqlWriter) -> None:
+def _wait_for_server(writer: MySqlWriter) -> tuple[bool, int]:
+    """Reconnect, with backoff, until the server answers or it has been unreachable for
+    ``writer.retry_seconds``: whether it answers, and how many tries. A refusal (wrong password
+    ...) is raised."""
+    if writer.unreachable_since is None:
+        writer.unreachable_since = time.monotonic()
+    delay = 0.25
+    tries = 0
+    while True:
+        tries += 1
+        if _reconnect(writer):
+            writer.unreachable_since = None
+            return True, tries
+        left = writer.unreachable_since + writer.retry_seconds - time.monotonic()
+        if left <= 0:
+            return False, tries
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 5.0)
+
+
+def _outage_message(source: SourceFile, writer: MySqlWriter, reconnects: int, exc: BaseException | None) -> str:
+    lasted = time.monotonic() - (writer.unreachable_since or time.monotonic())
+    limit = (
+        f"(waiting at most {writer.retry_seconds:g} s: --retry-seconds, the operator's retry_seconds or "
+        "CLOUDTRAIL_MYSQL_RETRY_SECONDS)"
+    )
+    if exc is None:
+        return (
+            f"{source.location}: not tried: the MySQL server has not answered for {lasted:.0f} s {limit}; {LOAD_AGAIN_HINT}"
+        )
+    return (
+        f"{source.location}: {describe_mysql_error(exc)} while loading; retried {reconnects} times over {lasted:.0f} s "
+        f"{limit}; {LOAD_AGAIN_HINT}"
+    )
+
+
+def _reconnect(writer: MySqlWriter) -> bool:
+    """A new connection for ``writer``: whether it worked."""
     try:
         writer.reconnect()
-    except Exception as exc:  # noqa: BLE001 - the next attempt reports the failure
+    except Exception as exc:  # noqa: BLE001 - the caller waits and tries again, or fails the file
         refusal = setup_error(exc)
         if refusal is not None:
             raise refusal from None
-        log.warning("reconnecting to MySQL failed: %s", exc)
+        log.warning("reconnecting to MySQL failed: %s", describe_mysql_error(exc))
+        return False
+    return True
+
+
+def _record_unrecorded(writer: MySqlWriter) -> None:
+    """Write the failures the lost server could not take into the manifest, now that it answers."""
+    pending, writer.unrecorded_failures = writer.unrecorded_failures, []
+    for index, (source, message) in enumerate(pending):
+        try:
+            writer.record_failure(source, message)
+        except Exception as exc:  # noqa: BLE001 - still gone: kept for the next chance
+            log.warning("could not record the failure of %s: %s", source.location, describe_mysql_error(exc))
+            writer.unrecorded_failures.extend(pending[index:])
+            return
 
 
 def _failed(writer: MySqlWriter, source: SourceFile, message: str, started: float) -> FileResult:
@@ -380,5 +487,6 @@ def _failed(writer: MySqlWriter, source: SourceFile, message: str, started: floa
     try:
         writer.record_failure(source, message)
     except Exception as exc:  # noqa: BLE001 - the database may be the thing that failed
-        log.warning("could not record the failure of %s: %s", source.location, exc)
+        log.warning("could not record the failure of %s: %s", source.location, describe_mysql_error(exc))
+        writer.unrecorded_failures.append((source, message))
     return FileResult(source.location, "failed", seconds=time.monotonic() - started, detail=message)

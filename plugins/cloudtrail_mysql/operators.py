@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
 from cloudtrail_mysql.partitions import NotPartitioned
-from cloudtrail_mysql.records import FileKind
+from cloudtrail_mysql.records import FileKind, Limits
 from cloudtrail_mysql.sql import validate_table_name
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
 
@@ -48,6 +48,12 @@ class CloudTrailToMySqlOperator(BaseOperator):
         GET waits tens of milliseconds; at most about 64 MB ahead)
     :param parse_ahead: parse each connection's next file while the server loads the current one
         (a thread per connection; off only when the server shares this worker's busy cores)
+    :param max_file_bytes: most JSON a file may inflate to (bytes, or "1G"); default
+        ``CLOUDTRAIL_MYSQL_MAX_FILE_BYTES`` or 1 GiB. A larger file fails, named
+    :param max_record_bytes: largest record, as JSON and as its row (bytes, or "1M"); default
+        ``CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES`` or 1 MiB. A file holding a larger one fails, named
+    :param retry_seconds: how long a lost MySQL server is waited for before files fail; default
+        ``CLOUDTRAIL_MYSQL_RETRY_SECONDS`` or 60
     :return: a summary for XCom: files, loaded, already_loaded, skipped, failed, rows, seconds
     """
 
@@ -75,6 +81,9 @@ class CloudTrailToMySqlOperator(BaseOperator):
         parallel_files: int | str = 2,
         read_ahead_files: int = 8,
         parse_ahead: bool = True,
+        max_file_bytes: int | str | None = None,
+        max_record_bytes: int | str | None = None,
+        retry_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -93,6 +102,9 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.parallel_files = parallel_files
         self.read_ahead_files = read_ahead_files
         self.parse_ahead = parse_ahead
+        self.max_file_bytes = max_file_bytes
+        self.max_record_bytes = max_record_bytes
+        self.retry_seconds = retry_seconds
 
     def _sources(self, client: Any) -> list[SourceFile]:
         from cloudtrail_mysql.layout import iter_batch, iter_range
@@ -122,14 +134,24 @@ class CloudTrailToMySqlOperator(BaseOperator):
         rows = 0
         failed: list[str] = []
         writers: list[MySqlWriter] = []
+        limits = Limits.from_env(self.max_file_bytes, self.max_record_bytes)
+
+        def connect() -> Any:
+            return _connect_with_timeouts(hook)
+
+        def new_writer() -> MySqlWriter:
+            return MySqlWriter(
+                connect(), table, connect=connect, method=self.load_method, limits=limits, retry_seconds=self.retry_seconds
+            )
+
         try:
-            writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
+            writers.append(new_writer())
             writers[0].ensure_schema()
             sources = self._sources(client)
             self.log.info("%d files to load into %s", len(sources), table)
             # The hook caches its Airflow connection, so the threads' reconnects only dial MySQL.
             for _ in range(min(max(1, int(self.parallel_files)), len(sources)) - 1):
-                writers.append(MySqlWriter(hook.get_conn(), table, connect=hook.get_conn, method=self.load_method))
+                writers.append(new_writer())
             for result in load_files(
                 sources, lambda s: fetch(s, client), writers, kinds, read_ahead=int(self.read_ahead_files),
                 parse_ahead=self.parse_ahead,
@@ -161,3 +183,23 @@ class CloudTrailToMySqlOperator(BaseOperator):
                 f"{len(failed)} file(s) could not be loaded (the others were):\n" + "\n".join(failed)
             )
         return {"files": len(sources), **counts, "rows": rows, "seconds": round(seconds, 3)}
+
+
+# Bounded waits on every MySQL statement, as the command has them: a server that stops answering
+# fails the statement (and the file is retried) instead of holding the task forever. The
+# connection's extra may set its own.
+MYSQL_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 300, "write_timeout": 15}
+
+
+def _connect_with_timeouts(hook: Any) -> Any:
+    """``hook.get_conn()`` with MYSQL_TIMEOUTS, for the mysqlclient driver (the hook passes none)."""
+    connection = getattr(hook, "connection", None) or hook.get_connection(hook.get_conn_id())
+    configure = getattr(hook, "_get_conn_config_mysql_client", None)
+    if connection.extra_dejson.get("client", "mysqlclient") != "mysqlclient" or configure is None:
+        return hook.get_conn()
+    import MySQLdb
+
+    config = configure(connection)
+    for name, default in MYSQL_TIMEOUTS.items():
+        config.setdefault(name, int(connection.extra_dejson.get(name, default)))
+    return MySQLdb.connect(**config)

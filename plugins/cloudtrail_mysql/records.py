@@ -7,15 +7,16 @@ the table itself (see ``writer.table_columns``), so the SQL schema stays the one
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
+import os
 import re
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "Column",
     "DigestFile",
     "FileKind",
+    "Limits",
     "RowBuilder",
     "SPECIAL_COLUMNS",
     "classify",
@@ -116,53 +118,214 @@ def file_identity(location: str) -> str:
     return base if _CLOUDTRAIL_NAME.match(base) else location
 
 
-def _decompress(data: bytes, source: str) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except EOFError as exc:
-        raise CloudTrailFileError(source, f"truncated gzip ({exc})") from exc
-    except (OSError, zlib.error) as exc:
-        raise CloudTrailFileError(source, f"corrupt gzip ({exc})") from exc
+MiB = 1024 * 1024
+GiB = 1024 * MiB
 
+
+def parse_size(text: str | int) -> int:
+    """A size in bytes from '1048576', '512K', '1M', '1GiB' (binary multiples); > 0."""
+    if isinstance(text, int):
+        size = text
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+        if not match:
+            raise ValueError(f"not a size: {text!r} (give bytes, or a number with K, M or G)")
+        size = int(match.group(1)) * {"": 1, "K": 1024, "M": MiB, "G": GiB}[match.group(2).upper()]
+    if size < 1:
+        raise ValueError(f"a size must be at least 1 byte, not {text!r}")
+    return size
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may cost, checked while it is read: a file over a limit fails, named, saying
+    which limit and how to raise it. CloudTrail's own files are far below both (its events are at
+    most 256 KB; its files a few MB of JSON).
+
+    ``max_file_bytes``: JSON bytes a file may inflate to (a gzip bomb stops there, in bounded memory).
+    ``max_record_bytes``: bytes of one record, as JSON and as the row sent to MySQL.
+    """
+
+    max_file_bytes: int = GiB
+    max_record_bytes: int = MiB
+
+    FILE_HINT = "--max-file-bytes, the operator's max_file_bytes or CLOUDTRAIL_MYSQL_MAX_FILE_BYTES"
+    RECORD_HINT = "--max-record-bytes, the operator's max_record_bytes or CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES"
+
+    @classmethod
+    def from_env(cls, max_file_bytes: int | str | None = None, max_record_bytes: int | str | None = None) -> Limits:
+        """The limits given, else from CLOUDTRAIL_MYSQL_MAX_FILE_BYTES / _MAX_RECORD_BYTES, else the defaults."""
+        file_bytes = max_file_bytes or os.environ.get("CLOUDTRAIL_MYSQL_MAX_FILE_BYTES") or cls.max_file_bytes
+        record_bytes = max_record_bytes or os.environ.get("CLOUDTRAIL_MYSQL_MAX_RECORD_BYTES") or cls.max_record_bytes
+        return cls(parse_size(file_bytes), parse_size(record_bytes))
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if n >= factor:
+            return f"{n / factor:.4g} {unit}"
+    return f"{n} bytes"
+
+
+# Arrays and objects nested deeper than this within a record cannot be written back as JSON
+# (orjson's encoder stops there), so such a record fails its file.
+MAX_DEPTH = 254
+_TOO_DEEP = f"JSON nested too deep (more than {MAX_DEPTH} levels of arrays and objects)"
+_NOT_JSON_CONSTANT = "not valid JSON: NaN, Infinity and -Infinity are not JSON numbers"
 
 # Above this many bytes of JSON a file is streamed record by record (ijson) instead of parsed
 # whole (orjson), so that memory stays flat: CloudTrail allows files of 50 MB compressed.
 STREAM_ABOVE_BYTES = 64 * 1024 * 1024
 _RECORDS_START = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
+_GZIP_MAGIC = b"\x1f\x8b"
+# Inflated in steps of this much, so that a bomb is stopped within a step of its limit.
+_STEP = 8 * 1024 * 1024
+_HEAD = 64 * 1024
 
 
 def _json_size(data: bytes) -> int:
-    """Bytes of JSON in a file: gzip's trailer tells it without decompressing (modulo 4 GiB)."""
-    if data[:2] == b"\x1f\x8b" and len(data) >= 18:
+    """Bytes of JSON in a file: gzip's trailer tells it without decompressing (modulo 4 GiB; a
+    hint only, a hostile file may lie)."""
+    if data[:2] == _GZIP_MAGIC and len(data) >= 18:
         return int.from_bytes(data[-4:], "little")
     return len(data)
 
 
-def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
+def _not_an_object(head: bytes) -> str | None:
+    """Why JSON beginning with ``head`` cannot be a CloudTrail log file, if it clearly cannot."""
+    first = head.lstrip()[:1]
+    if first == b"{" or not first:
+        return None
+    kinds = {b"[": "a list", b'"': "a string", b"t": "a boolean", b"f": "a boolean", b"n": "null"}
+    if first in kinds:
+        return f"not a CloudTrail log file (top-level JSON is {kinds[first]}, not an object)"
+    if first in b"-0123456789":
+        return "not a CloudTrail log file (top-level JSON is a number, not an object)"
+    return f"not JSON (it begins with {bytes(head.lstrip()[:16])!r})"
+
+
+class _Gunzip:
+    """gzip inflated step by step, never more than ``limit`` bytes, saying in words what is wrong
+    with a broken stream (truncated, corrupt, trailing data)."""
+
+    def __init__(self, data: bytes, source: str) -> None:
+        self._source = source
+        self._inflater = zlib.decompressobj(31)
+        self._pending: bytes = data
+        self.done = False
+
+    def read(self, room: int) -> bytes:
+        """Up to ``room`` more bytes (b'' at the end)."""
+        while not self.done:
+            try:
+                chunk = self._inflater.decompress(self._pending, room)
+            except zlib.error as exc:
+                raise CloudTrailFileError(self._source, f"corrupt gzip ({exc})") from None
+            self._pending = self._inflater.unconsumed_tail
+            if self._inflater.eof:
+                rest = self._inflater.unused_data
+                if rest[:2] == _GZIP_MAGIC:  # another gzip member: concatenated gzip is still gzip
+                    self._inflater, self._pending = zlib.decompressobj(31), rest
+                elif rest:
+                    raise CloudTrailFileError(
+                        self._source, f"gzip followed by {len(rest)} bytes of trailing data that are not gzip"
+                    )
+                else:
+                    self.done = True
+            elif not chunk and not self._pending:
+                raise CloudTrailFileError(self._source, "truncated gzip (the compressed data ends early)")
+            if chunk:
+                return chunk
+        return b""
+
+
+def _inflate(data: bytes, source: str, limit: int) -> bytearray | None:
+    """The JSON of a gzip file, or None when it is more than ``limit`` bytes (read it as a stream).
+
+    A file that clearly is no CloudTrail log file (zeros, a list, whitespace) fails within its
+    first 64 KiB, whatever it inflates to.
+    """
+    gunzip = _Gunzip(data, source)
+    hint = _json_size(data)
+    out = bytearray()
+    size = 0
+    checked = False
+    while True:
+        chunk = gunzip.read(min(_STEP, limit + 1 - size) if checked else _HEAD)
+        if not chunk:
+            del out[size:]
+            return out
+        if size + len(chunk) > limit:
+            return None  # too large to hold whole: read it as a stream
+        if size + len(chunk) <= len(out):
+            out[size : size + len(chunk)] = chunk
+        else:
+            del out[size:]
+            out += chunk
+        size += len(chunk)
+        if not checked and (size >= _HEAD or gunzip.done):
+            checked = True
+            head = bytes(out[: min(size, _HEAD)])
+            if size >= _HEAD and not head.strip():
+                raise CloudTrailFileError(source, "not a CloudTrail log file (64 KiB of whitespace and no JSON)")
+            if size >= _HEAD and (why := _not_an_object(head)):
+                raise CloudTrailFileError(source, why)
+            if size < hint <= limit:
+                # The size gzip's trailer gives, allocated once now that the head is fine (no copy as it grows).
+                whole = bytearray(hint)
+                whole[:size] = out
+                out = whole
+
+
+def read_records(data: bytes, source: str, limits: Limits | None = None) -> Iterable[dict[str, Any]]:
     """The events of one CloudTrail log file (gzip or plain JSON), a list or, for a large file,
     a stream that can be iterated again (on a retry).
 
     Raises ``DigestFile`` for a digest file and ``CloudTrailFileError`` for anything that is
-    not a readable CloudTrail log file, in both cases naming ``source``; a streamed file may
-    raise ``CloudTrailFileError`` while it is iterated.
+    not a readable CloudTrail log file or is over a limit (``Limits``), in both cases naming
+    ``source``; a streamed file may raise ``CloudTrailFileError`` while it is iterated.
     """
-    if _json_size(data) > STREAM_ABOVE_BYTES:
-        try:
-            head = _open(data).read(4096)
-        except (OSError, EOFError, zlib.error):
-            head = b""  # a broken file: the whole-file path below says what is wrong with it
-        if _RECORDS_START.match(head):
-            return StreamedRecords(data, source)
-    if data[:2] == b"\x1f\x8b":
-        data = _decompress(data, source)
-    if not data.strip():
+    limits = limits or Limits.from_env()
+    whole_limit = min(STREAM_ABOVE_BYTES, limits.max_file_bytes)
+    if data[:2] == _GZIP_MAGIC:
+        # gzip's trailer says how large the JSON is, but a hostile or broken file may lie: only the inflating tells.
+        text = _inflate(data, source, whole_limit if _json_size(data) <= whole_limit else _HEAD)
+        if text is not None and len(text) >= _HEAD and _json_size(data) > whole_limit:
+            text = None  # its first 64 KiB are fine, and it is large: read it record by record
+        if text is None:
+            if limits.max_file_bytes <= STREAM_ABOVE_BYTES:
+                raise _too_big(source, limits)
+            head = _Gunzip(data, source).read(4096)
+            if not _RECORDS_START.match(head):
+                raise CloudTrailFileError(
+                    source, _not_an_object(head) or "not a CloudTrail log file (more than 64 MiB of JSON that "
+                    'does not begin with {"Records": [, so it cannot be read record by record)'
+                )
+            return StreamedRecords(data, source, limits)
+        data = text
+    else:
+        if data[:_HEAD].lstrip()[:1] not in (b"{", b"[", b"") and source.lower().endswith(".gz"):
+            raise CloudTrailFileError(source, f"not a gzip file, and not valid JSON either (it begins with {bytes(data[:8])!r}, not gzip's 1f 8b)")
+        if len(data) > limits.max_file_bytes:
+            raise _too_big(source, limits)
+        if len(data) > STREAM_ABOVE_BYTES and _RECORDS_START.match(data[:4096]):
+            return StreamedRecords(data, source, limits)
+    if not data[:_HEAD].strip() and not data.strip():
         raise CloudTrailFileError(source, "empty file")
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise CloudTrailFileError(source, _TOO_DEEP) from None
         document = _loads_leniently(data, source, exc)
     else:
-        if _duplicate_keys_possible(data, document):
+        try:
+            possible = _duplicate_keys_possible(data, document)
+        except orjson.JSONEncodeError as exc:  # deeper than orjson writes (it reads deeper than it writes)
+            if "Recursion" in str(exc):
+                raise CloudTrailFileError(source, _TOO_DEEP) from None
+            possible = True  # e.g. a lone surrogate escape: the exact check decides
+        if possible:
             _refuse_duplicate_keys(json.loads(data, object_pairs_hook=_KeyPairs()), source)
     if not isinstance(document, dict):
         raise CloudTrailFileError(
@@ -183,35 +346,76 @@ def read_records(data: bytes, source: str) -> Iterable[dict[str, Any]]:
     return records
 
 
-def _open(data: bytes) -> Any:
-    stream = io.BytesIO(data)
-    return gzip.GzipFile(fileobj=stream) if data[:2] == b"\x1f\x8b" else stream
+def _too_big(source: str, limits: Limits) -> CloudTrailFileError:
+    return CloudTrailFileError(
+        source, f"inflates to more than {_size(limits.max_file_bytes)} of JSON, the limit per file "
+        f"(raise it with {Limits.FILE_HINT})",
+    )
+
+
+def _too_big_record(source: str, index: int, limit: int, reason: str = "") -> CloudTrailFileError:
+    return CloudTrailFileError(
+        source, f"record {index} is larger than {_size(limit)}, the limit per record "
+        f"({reason or 'raise it with ' + Limits.RECORD_HINT})",
+    )
+
+
+class _StreamReader:
+    """The file's JSON for ijson, read by read(n), stopping at the file's and the record's limit."""
+
+    def __init__(self, data: bytes, source: str, limits: Limits) -> None:
+        self._gunzip = _Gunzip(data, source) if data[:2] == _GZIP_MAGIC else None
+        self._plain = io.BytesIO(data)
+        self._source = source
+        self._limits = limits
+        self.total = 0
+        self.mark = 0  # bytes read when the last record was complete
+        self.index = 0  # the record being read
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        size = 64 * 1024 if size < 0 else size
+        chunk = self._gunzip.read(size) if self._gunzip is not None else self._plain.read(size)
+        self.total += len(chunk)
+        if self.total > self._limits.max_file_bytes:
+            raise _too_big(self._source, self._limits)
+        # ijson reads ahead by at most a buffer of 64 KiB: a record that has not ended by then is too large.
+        if self.total - self.mark > self._limits.max_record_bytes + 2 * size:
+            raise _too_big_record(self._source, self.index, self._limits.max_record_bytes)
+        return chunk
 
 
 class StreamedRecords:
     """The records of a large file, parsed one at a time as they are iterated (bounded memory)."""
 
-    def __init__(self, data: bytes, source: str) -> None:
+    def __init__(self, data: bytes, source: str, limits: Limits | None = None) -> None:
         self.data = data
         self.source = source
+        self.limits = limits or Limits.from_env()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         import ijson
 
-        stream = _ColonCounter(_open(self.data))
+        reader = _StreamReader(self.data, self.source, self.limits)
+        stream = _ColonCounter(reader)
         kept = 1  # the colons of what was parsed: the "Records" key's, then each record's (see _duplicate_keys_possible)
         try:
             for index, record in enumerate(ijson.items(stream, "Records.item", use_float=True)):
+                reader.mark, reader.index = reader.total, index + 1
                 if not isinstance(record, dict):
                     raise CloudTrailFileError(self.source, f"record {index} is {_json_type(record)}, not an object")
                 try:
                     kept += orjson.dumps(record).count(b":")
-                except orjson.JSONEncodeError:  # a lone surrogate escape (\ud800): as the whole-file path reads it
+                except orjson.JSONEncodeError as exc:
+                    if "Recursion" in str(exc):
+                        raise CloudTrailFileError(self.source, f"record {index}: {_TOO_DEEP}") from None
+                    # a lone surrogate escape (\ud800): as the whole-file path reads it
                     record = _replace_surrogates(record)
                     stream.unsure = True  # its colons are not counted: checked exactly below
                 yield record
             if stream.unsure or stream.colons != kept:
-                _refuse_duplicate_keys_streamed(_open(self.data), self.source)
+                _refuse_duplicate_keys_streamed(_StreamReader(self.data, self.source, self.limits), self.source)
         except EOFError as exc:
             raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
         except (OSError, zlib.error) as exc:
@@ -271,12 +475,13 @@ class RecordsOnDemand:
     """A file's records, parsed only when iterated: for a file whose rows were already written
     as TSV, which needs them again only if the server then refuses LOAD DATA."""
 
-    def __init__(self, data: bytes, source: str) -> None:
+    def __init__(self, data: bytes, source: str, limits: Limits | None = None) -> None:
         self.data = data
         self.source = source
+        self.limits = limits
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(read_records(self.data, self.source))
+        return iter(read_records(self.data, self.source, self.limits))
 
 
 def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
@@ -286,9 +491,16 @@ def _loads_leniently(data: bytes, source: str, error: Exception) -> Any:
     """
     pairs = _KeyPairs()
     try:
-        document = json.loads(data.decode("utf-8", errors="replace"), parse_float=_finite_float, object_pairs_hook=pairs)
+        document = json.loads(
+            data.decode("utf-8", errors="replace"), parse_float=_finite_float, parse_constant=_no_constant,
+            object_pairs_hook=pairs,
+        )
     except _NumberOutOfRange as exc:
         raise CloudTrailFileError(source, f"a number too large to store: {exc}") from None
+    except _NotJsonConstant:
+        raise CloudTrailFileError(source, _NOT_JSON_CONSTANT) from None
+    except RecursionError:
+        raise CloudTrailFileError(source, _TOO_DEEP) from None
     except ValueError:
         raise CloudTrailFileError(source, f"not valid JSON ({error})") from error
     if pairs.duplicated:
@@ -373,6 +585,15 @@ class _NumberOutOfRange(ValueError):
     pass
 
 
+class _NotJsonConstant(ValueError):
+    pass
+
+
+def _no_constant(text: str) -> Any:
+    """NaN and Infinity, which Python's json reads but JSON does not have."""
+    raise _NotJsonConstant(text)
+
+
 def _finite_float(text: str) -> float:
     """A JSON number as a float, refusing one beyond a double's range (1e400) rather than
     storing it as infinity, which JSON cannot write."""
@@ -409,7 +630,7 @@ def _json_type(value: Any) -> str:
 class Column:
     """A column of the logs table as the database describes it.
 
-    kind is 'text', 'bool', 'datetime' or 'int'; max_chars bounds VARCHAR columns (characters),
+    kind is 'text', 'bool', 'datetime', 'date' or 'int'; max_chars bounds VARCHAR columns (characters),
     max_bytes bounds TEXT columns (bytes of UTF-8).
     """
 
@@ -491,7 +712,12 @@ class RowBuilder:
     truncated copy) go into ``extraFields`` as JSON, under the field's name.
     """
 
-    def __init__(self, columns: Sequence[Column]) -> None:
+    def __init__(self, columns: Sequence[Column], max_row_bytes: int = MiB, row_limit_reason: str = "") -> None:
+        # A row over max_row_bytes fails its file (row_limit_reason: what sets the limit, if not the option).
+        self.max_row_bytes = max_row_bytes
+        self.row_limit_reason = row_limit_reason
+        # The limits its files are read with (set by the writer; read_file reads ahead with them).
+        self.limits: Limits | None = None
         self.columns = tuple(columns)
         self.column_names = tuple(column.name for column in self.columns)
         self._fields = frozenset(c.name for c in self.columns if c.name not in SPECIAL_COLUMNS)
@@ -502,16 +728,46 @@ class RowBuilder:
         self._key_column = next((c for c in self.columns if c.name == "sourceKey"), None)
         self._row = _compile_row(self.columns, self._fields)
         self._tsv_row = _compile_row(self.columns, self._fields, tsv=True)
+        # A row's size, cheaply: the values of its unbounded text columns (TEXT types, extraFields),
+        # plus at most 4 bytes per character of every bounded (VARCHAR) one.
+        large = [i for i, c in enumerate(self.columns) if c.kind == "text" and c.max_chars is None]
+        self._large_values = lambda row: [row[i] for i in large]
+        if len(large) > 1:
+            self._large_values = itemgetter(*large)
+        self._bounded_bytes = sum(4 * c.max_chars for c in self.columns if c.max_chars is not None) + 64
 
     def rows(
         self, records: Iterable[dict[str, Any]], source_key: str, file_id: int, delivery_day: date | None = None
     ) -> Iterator[tuple[Any, ...]]:
         """Rows for one file's records, lazily, so a caller can stream them in batches."""
+        location = source_key
         source_key, key_extra = self.fit_source_key(source_key)
         day = delivery_day or UNDATED_DAY
         build = self._row
+        limit = self.max_row_bytes
+        large_values, bounded = self._large_values, self._bounded_bytes
         for index, record in enumerate(records):
-            yield build(record, index, file_id, source_key, key_extra, day)
+            try:
+                row = build(record, index, file_id, source_key, key_extra, day)
+            except (orjson.JSONEncodeError, _ValueTooLarge) as exc:
+                raise self._unwritable(location, index, exc) from None
+            if sum(map(len, filter(None, large_values(row)))) * 4 + bounded > limit:
+                self._check_size(location, index, "\t".join(v for v in row if type(v) is str))
+            yield row
+
+    def _unwritable(self, source: str, index: int, exc: Exception) -> CloudTrailFileError:
+        if isinstance(exc, _ValueTooLarge):
+            if exc.size > self.max_row_bytes:
+                return _too_big_record(source, index, self.max_row_bytes, self.row_limit_reason)
+            return CloudTrailFileError(source, f"record {index}: {exc}")
+        if "Recursion" in str(exc):
+            return CloudTrailFileError(source, f"record {index}: {_TOO_DEEP}")
+        return CloudTrailFileError(source, f"record {index} cannot be written as JSON ({exc})")
+
+    def _check_size(self, source: str, index: int, line: str) -> None:
+        """Fail the file if this row, in bytes of UTF-8, is over the limit (only called for long rows)."""
+        if len(line.encode("utf-8", errors="surrogatepass")) > self.max_row_bytes:
+            raise _too_big_record(source, index, self.max_row_bytes, self.row_limit_reason)
 
     @property
     def tsv_column_names(self) -> tuple[str, ...]:
@@ -553,10 +809,24 @@ class RowBuilder:
         _, key_extra = self.fit_source_key(source_key)
         build = self._tsv_row
         iterator = iter(enumerate(records))
+        limit_chars = self.max_row_bytes // 4  # a line of fewer characters cannot be over the limit in bytes
         while True:
-            lines = [build(record, index, key_extra) for index, record in islice(iterator, rows_per_chunk)]
+            chunk = list(islice(iterator, rows_per_chunk))
+            try:
+                lines = [build(record, index, key_extra) for index, record in chunk]
+            except (orjson.JSONEncodeError, _ValueTooLarge):
+                for index, record in chunk:  # which record: the rare case, built again one by one
+                    try:
+                        build(record, index, key_extra)
+                    except (orjson.JSONEncodeError, _ValueTooLarge) as exc:
+                        raise self._unwritable(source_key, index, exc) from None
+                raise
             if not lines:
                 return
+            if max(map(len, lines)) > limit_chars:
+                for (index, _), line in zip(chunk, lines):
+                    if len(line) > limit_chars:
+                        self._check_size(source_key, index, line)
             lines.append("")
             yield "\n".join(lines), len(lines) - 1
 
@@ -681,6 +951,12 @@ def _compile_row(
     ]
     if extra_var:
         lines.append(f"    {extra_var} = dumps(extra).decode() if extra else None")
+        extra_column = columns[int(extra_var[1:])]
+        limit = extra_column.max_bytes or extra_column.max_chars
+        if limit is not None:
+            # What was cut must fit whole here, or the server would cut it silently (LOAD DATA warns only).
+            lines.append(f"    if {extra_var} is not None and len({extra_var}) * 4 > {limit}:")
+            lines.append(f"        check_extra(COLUMNS[{int(extra_var[1:])}], {extra_var})")
     if tsv:
         marked = ", ".join(f"NULL if {v} is None else {v}" if v in nullable else v for v in values)
         nulls = " + ".join(f"({v} is None)" for v in nullable) or "0"
@@ -702,11 +978,32 @@ def _compile_row(
         "event_time_text": _event_time_text,
         "principal": _principal,
         "escaped_line": _escaped_line,
+        "check_extra": _check_extra,
         "text": lambda value: None if value is None else str(value),
         "dumps": orjson.dumps,
     }
     exec(compile("\n".join(lines), "<cloudtrail_mysql row builder>", "exec"), namespace)  # noqa: S102
     return namespace["build_row"]
+
+
+class _ValueTooLarge(ValueError):
+    """A row that its table cannot hold whole (its extraFields is longer than that column)."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+def _check_extra(column: Column, text: str) -> None:
+    if column.max_chars is not None:
+        size, limit, unit = len(text), column.max_chars, "characters"
+    else:
+        size, limit, unit = len(text.encode("utf-8", errors="surrogatepass")), column.max_bytes or 0, "bytes"
+    if size > limit:
+        raise _ValueTooLarge(
+            f"its values cut to their columns, kept whole in {column.name}, take {size} {unit}, "
+            f"more than {column.name} holds ({limit})", size,
+        )
 
 
 def _convert(column: Column, value: Any, extra: dict[str, Any]) -> Any:

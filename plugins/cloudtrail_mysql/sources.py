@@ -46,7 +46,8 @@ def s3_client() -> Any:
     retries: dict[str, Any] = {"mode": os.environ.get("AWS_RETRY_MODE", "standard")}
     if "AWS_MAX_ATTEMPTS" not in os.environ:
         retries["max_attempts"] = 8
-    return boto3.client("s3", config=Config(retries=retries))
+    # Bounded waits: a GET that stalls fails after read_timeout and is retried by botocore.
+    return boto3.client("s3", config=Config(retries=retries, connect_timeout=10, read_timeout=60))
 
 
 def iter_s3_objects(client: Any, bucket: str, prefix: str) -> Iterator[SourceFile]:

@@ -19,9 +19,14 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql import partitions, sql
-from cloudtrail_mysql.records import UNDATED_DAY, CloudTrailFileError, Column, RowBuilder, delivery_day, file_identity
+from cloudtrail_mysql.records import (
+    UNDATED_DAY, CloudTrailFileError, Column, Limits, RowBuilder, delivery_day, file_identity,
+)
 
-__all__ = ["FileResult", "MySqlWriter", "SourceFile", "TsvRows", "mysql_error_code", "replaced_note", "replaced_rows"]
+__all__ = [
+    "FileResult", "MySqlWriter", "SourceFile", "TsvRows", "describe_mysql_error", "mysql_error_code", "replaced_note",
+    "replaced_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +72,43 @@ class SourceFile:
 class TsvRows:
     """A file's rows written as LOAD DATA text to a temporary file, possibly ahead of its turn
     (by another thread, while this connection's server works on an earlier file). ``close``
-    removes the file."""
+    removes the file.
+
+    Where the system allows it (Linux), the file has no name from the start: the client reads it
+    through /proc/self/fd, so no exit, not even SIGKILL, leaves it behind.
+    """
 
     def __init__(self, builder: RowBuilder, records: Iterable[dict[str, Any]], source_key: str) -> None:
-        handle = tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-", delete=False
-        )
-        self.path = handle.name
+        self._named = not os.path.isdir(_OWN_DESCRIPTORS)
+        if self._named:
+            handle: Any = tempfile.NamedTemporaryFile(
+                "w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-", delete=False
+            )
+            self.path = handle.name
+        else:
+            handle = tempfile.TemporaryFile("w", encoding="utf-8", newline="\n", suffix=".tsv", prefix="cloudtrail-")
+            self.path = f"{_OWN_DESCRIPTORS}/{handle.fileno()}"
+        self._handle = handle
         try:
-            with handle:
-                self.count = builder.write_tsv(records, source_key, handle)
+            self.count = builder.write_tsv(records, source_key, handle)
+            handle.flush()
+            if self._named:
+                handle.close()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        self._handle.close()
+        if self._named:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+# This process's open files by descriptor number (Linux): a file opened there is the same file.
+_OWN_DESCRIPTORS = "/proc/self/fd"
 
 
 @dataclass(frozen=True)
@@ -140,10 +163,54 @@ class LoadDataUnavailable(RuntimeError):
 _LOAD_DATA_REFUSED = frozenset({1148, 3948, 2068, 4166, 1227})
 
 
+# Room for the statement around the largest row (column names, escaping of the INSERT path).
+_STATEMENT_MARGIN = 64 * 1024
+
+
+def retry_seconds_from_env(default: float = 60.0) -> float:
+    """CLOUDTRAIL_MYSQL_RETRY_SECONDS, else ``default``: how long a lost MySQL server is waited for."""
+    text = os.environ.get("CLOUDTRAIL_MYSQL_RETRY_SECONDS")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"CLOUDTRAIL_MYSQL_RETRY_SECONDS must be a number of seconds, not {text!r}") from None
+    if value < 0:
+        raise ValueError("CLOUDTRAIL_MYSQL_RETRY_SECONDS must be 0 or more")
+    return value
+
+
 def mysql_error_code(exc: BaseException) -> int | None:
     """MySQL's error number of a DB-API exception (its first argument), if it has one."""
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else None
+
+
+_MYSQL_ERROR_WORDS = {
+    2006: "MySQL server went away",
+    2013: "lost the connection to MySQL during a statement",
+    2055: "lost the connection to MySQL",
+    2003: "cannot reach the MySQL server",
+    2002: "cannot reach the MySQL server",
+    1927: "the MySQL connection was killed",
+    1053: "the MySQL server is shutting down",
+    1153: "MySQL refused a statement larger than its max_allowed_packet",
+    1301: "a value was larger than the MySQL server's max_allowed_packet",
+    1205: "a lock wait timed out in MySQL",
+    1213: "MySQL found a deadlock",
+}
+
+
+def describe_mysql_error(exc: BaseException) -> str:
+    """A MySQL error in words, with its number and what the server said if anything:
+    "MySQL server went away (2006)", never a bare "(2006, '')"."""
+    code = mysql_error_code(exc)
+    said = str(exc.args[-1]).strip() if len(getattr(exc, "args", ())) > 1 else ""
+    words = _MYSQL_ERROR_WORDS.get(code) if code is not None else None
+    if words is None:
+        return f"MySQL error {code}: {said}" if code is not None else (str(exc) or type(exc).__name__)
+    return f"{words} ({code})" + (f": {said}" if said and said.lower() not in words.lower() else "")
 
 
 class MySqlWriter:
@@ -161,10 +228,19 @@ class MySqlWriter:
         batch_rows: int = 2000,
         connect: Callable[[], Any] | None = None,
         method: str = "auto",
+        limits: Limits | None = None,
+        retry_seconds: float | None = None,
     ) -> None:
         if method not in ("auto", "insert", "load_data"):
             raise ValueError(f"method must be auto, insert or load_data, not {method!r}")
         self.method = method
+        self.limits = limits or Limits.from_env()
+        # How long a lost server is waited for (reconnecting with backoff) before a file fails.
+        self.retry_seconds = retry_seconds if retry_seconds is not None else retry_seconds_from_env()
+        # Since when the server has been unreachable (monotonic), None while it answers.
+        self.unreachable_since: float | None = None
+        # Failures that could not be written to the manifest (the server was gone): written when it is back.
+        self.unrecorded_failures: list[tuple[SourceFile, str]] = []
         self.table = sql.validate_table_name(table)
         self.batch_rows = batch_rows
         self._connect = connect
@@ -246,6 +322,8 @@ class MySqlWriter:
                 columns.append(Column(name, "int"))
             elif data_type in ("datetime", "timestamp"):
                 columns.append(Column(name, "datetime"))
+            elif data_type == "date":
+                columns.append(Column(name, "date"))
             else:
                 columns.append(Column(name, "text"))
         return columns
@@ -253,8 +331,10 @@ class MySqlWriter:
     @property
     def builder(self) -> RowBuilder:
         if self._builder is None:
+            max_row, reason = self._max_row_bytes()
             try:
-                self._builder = RowBuilder(self.columns())
+                self._builder = RowBuilder(self.columns(), max_row, reason)
+                self._builder.limits = self.limits
             except ValueError as exc:
                 raise ValueError(
                     f"table {self.table!r} is not a table this loader created ({exc}); "
@@ -268,6 +348,21 @@ class MySqlWriter:
                 self._builder.has_source_key, self._builder.has_delivery_day,
             )
         return self._builder
+
+    def _max_row_bytes(self) -> tuple[int, str]:
+        """The largest row to send: the record limit, or less if the server's max_allowed_packet
+        would refuse it (a refused statement can cost the connection)."""
+        limit = self.limits.max_record_bytes
+        cursor = self.conn.cursor()
+        cursor.execute(sql.macro(_LOADER_SQL, "max_allowed_packet"))
+        packet = int(cursor.fetchone()[0])
+        cursor.close()
+        room = packet - _STATEMENT_MARGIN
+        if room < limit:
+            return max(room, 1), (
+                f"the MySQL server's max_allowed_packet is {packet} bytes; raise it on the server to load larger records"
+            )
+        return limit, ""
 
     @property
     def load_data_statement(self) -> str:
@@ -377,8 +472,15 @@ class MySqlWriter:
         loaded = cursor.rowcount
         warnings = self.conn.warning_count() if hasattr(self.conn, "warning_count") else 0
         if loaded != rows.count or warnings:
-            # LOCAL loads turn errors into warnings; never keep a silently altered file.
-            raise RuntimeError(f"LOAD DATA stored {loaded} of {rows.count} rows with {warnings} warnings")
+            # LOCAL loads turn errors into warnings; never keep a silently altered file. The row
+            # builder fits every value to its column, so this is a server that differs from its table.
+            said = ""
+            if warnings:
+                cursor.execute("SHOW WARNINGS LIMIT 3")
+                said = "; MySQL said: " + "; ".join(str(row[-1]) for row in cursor.fetchall())
+            raise RuntimeError(
+                f"LOAD DATA stored {loaded} of {rows.count} rows with {warnings} warnings, so the file was not kept{said}"
+            )
         return rows.count
 
     def _add_file(self, cursor: Any, source: SourceFile) -> int | None:
