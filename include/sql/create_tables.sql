@@ -108,3 +108,22 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_daily_source_ips` (
     errors BIGINT NOT NULL,
     PRIMARY KEY (event_day, source_ip)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- Security findings: one row per (control, matching event), keyed by the event's own day and its
+-- key in the logs table, rebuilt by build_findings.sql for every event day a run touched. The
+-- controls are CloudWatch Logs filter patterns (include/controls/, compiled by findings.py).
+-- principal: userIdentity.arn, else userIdentity.invokedBy, else userIdentity.type, as in the summaries.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_findings` (
+    event_day DATE NOT NULL,
+    control VARCHAR(64) NOT NULL,
+    sourceFileId BIGINT NOT NULL,
+    recordIndex INT NOT NULL,
+    eventTime DATETIME NOT NULL,
+    recipientAccountId VARCHAR(64) NULL,
+    awsRegion VARCHAR(64) NULL,
+    principal VARCHAR(512) NOT NULL,
+    sourceIPAddress VARCHAR(255) NULL,
+    eventName VARCHAR(255) NULL,
+    errorCode VARCHAR(255) NULL,
+    PRIMARY KEY (event_day, control, sourceFileId, recordIndex)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};

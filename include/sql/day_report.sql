@@ -29,3 +29,18 @@ WHERE event_day = %(day)s ORDER BY events DESC, principal LIMIT 20
 SELECT source_ip, events, errors FROM `{{ table }}_daily_source_ips`
 WHERE event_day = %(day)s ORDER BY events DESC, source_ip LIMIT 20
 {%- endmacro %}
+
+{#- The day's findings: each control's first %(limit)s rows by time, with the control's total. -#}
+{% macro findings(table) -%}
+SELECT control, findings, eventTime, recipientAccountId, awsRegion, principal, sourceIPAddress, eventName,
+       errorCode, sourceFileId, recordIndex
+FROM (
+    SELECT f.*,
+           ROW_NUMBER() OVER (PARTITION BY control ORDER BY eventTime, sourceFileId, recordIndex) AS position,
+           COUNT(*) OVER (PARTITION BY control) AS findings
+    FROM `{{ table }}_findings` f
+    WHERE event_day = %(day)s
+) AS ranked
+WHERE position <= %(limit)s
+ORDER BY control, position
+{%- endmacro %}

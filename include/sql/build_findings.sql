@@ -1,0 +1,79 @@
+-- Rebuild the security findings of every event day that the files delivered on %(day)s hold
+-- (params.all_days: of every event day in the table), like build_summaries.sql: the touched days'
+-- rows are deleted and found again from the logs table, so reruns, late files and retention never
+-- double count or leave stale rows. One scan of the days' events tests every control at once.
+--
+-- params.table: validated identifier. params.controls: [{number, condition}], each condition a
+-- WHERE expression compiled by cloudtrail_mysql.findings from the control's filter pattern, its
+-- values bound as %(cN_...)s parameters; the control's id is %(cN_id)s.
+-- Each event counts once: of an event delivered twice (same eventID), the first copy is kept, as
+-- in the summaries. findings_days is left for the caller (to count the rebuilt days' findings).
+DROP TEMPORARY TABLE IF EXISTS findings_days;
+DROP TEMPORARY TABLE IF EXISTS findings_matches;
+
+-- >>> WHICH EVENT DAYS ARE TOUCHED, AND WHICH ROWS ARE READ (one place: swap it when the logs
+-- table gets its deliveryDay partitions). findings_days holds the event days to rebuild;
+-- findings_rows below joins it to the logs table `l` by eventTimestamp.
+{% if params.all_days %}
+CREATE TEMPORARY TABLE findings_days (event_day DATE NOT NULL PRIMARY KEY) AS
+SELECT DISTINCT DATE(l.eventTimestamp) AS event_day
+FROM `{{ params.table }}` l
+WHERE l.eventTimestamp IS NOT NULL;
+{% else %}
+CREATE TEMPORARY TABLE findings_days (event_day DATE NOT NULL PRIMARY KEY) AS
+SELECT DISTINCT DATE(l.eventTimestamp) AS event_day
+FROM `{{ params.table }}_files` f
+JOIN `{{ params.table }}` l ON l.sourceFileId = f.id
+WHERE f.delivery_day = %(day)s AND f.status = 'loaded' AND l.eventTimestamp IS NOT NULL;
+{% endif %}
+{%- set findings_rows -%}
+    findings_days t
+    JOIN `{{ params.table }}` l
+      ON l.eventTimestamp >= t.event_day AND l.eventTimestamp < t.event_day + INTERVAL 1 DAY
+{%- endset %}
+-- <<< END OF THE BLOCK
+
+DELETE f FROM `{{ params.table }}_findings` f JOIN findings_days t ON f.event_day = t.event_day;
+
+-- The events that match at least one control, with one flag per control (primary key: servers may
+-- require one on every table).
+CREATE TEMPORARY TABLE findings_matches (row_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) AS
+SELECT *
+FROM (
+    SELECT t.event_day,
+           l.sourceFileId,
+           l.recordIndex,
+           l.eventTimestamp AS eventTime,
+           l.recipientAccountId,
+           l.awsRegion,
+           LEFT(CASE WHEN JSON_VALID(l.userIdentity) THEN
+                    COALESCE(JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.arn')),
+                             JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.invokedBy')),
+                             JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.type')), '')
+                ELSE COALESCE(l.userIdentity, '') END, 512) AS principal,
+           l.sourceIPAddress,
+           l.eventName,
+           l.errorCode,
+           {%- for control in params.controls %}
+           COALESCE({{ control.condition }}, 0) AS matches_{{ control.number }},
+           {%- endfor %}
+           CASE WHEN l.eventID IS NULL THEN 1
+                ELSE ROW_NUMBER() OVER (PARTITION BY t.event_day, l.eventID ORDER BY l.sourceFileId, l.recordIndex)
+           END AS copy_number
+    FROM {{ findings_rows }}
+    WHERE {% for control in params.controls %}{{ control.condition }}{% if not loop.last %}
+       OR {% endif %}{% else %}FALSE{% endfor %}
+) AS matched
+WHERE copy_number = 1;
+
+{% for control in params.controls %}
+INSERT INTO `{{ params.table }}_findings`
+    (event_day, control, sourceFileId, recordIndex, eventTime, recipientAccountId, awsRegion, principal,
+     sourceIPAddress, eventName, errorCode)
+SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, eventTime, recipientAccountId, awsRegion,
+       principal, sourceIPAddress, eventName, errorCode
+FROM findings_matches
+WHERE matches_{{ control.number }} <> 0;
+{% endfor %}
+
+DROP TEMPORARY TABLE findings_matches;
