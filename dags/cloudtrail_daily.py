@@ -25,7 +25,9 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    creates the tables where missing, lists the day (delimiter listings, page by page) and cuts it
    into key ranges; `load_batch` is mapped over them, at most 4 at a time per DAG.
 4. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
-   summary tables for every event day the files touched; `report_day` logs the day's totals.
+   summary tables for every event day the files touched; `build_findings` rebuilds the security
+   findings (CIS CloudWatch.1-14, plus `controls_file`) of those days; `publish_findings` updates
+   the findings Asset when there are any; `report_day` logs the day's totals.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
@@ -47,6 +49,10 @@ def run_day(context: Any) -> str:
 
 # Updated each time a day is loaded and summarised (an Asset on Airflow 3, a Dataset on Airflow 2).
 CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
+
+# Updated when a run's rebuilt event days hold security findings (publish_findings), so an
+# alerting DAG can be scheduled on it: schedule=[CLOUDTRAIL_FINDINGS]. Clean days do not update it.
+CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
 
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
@@ -84,6 +90,9 @@ with DAG(
         "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
         "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
         "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
+        "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
+                               description="A JSON file of your own CloudWatch filter-pattern controls, "
+                               "readable by the workers; added to the CIS controls CloudWatch.1-14."),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
     },
@@ -161,20 +170,49 @@ with DAG(
         from airflow.configuration import conf
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from cloudtrail_mysql.findings import load_controls
         from cloudtrail_mysql.report import write_day_report
         from cloudtrail_mysql.sql import validate_identifier
 
         params = context["params"]
+        titles = {control.id: control.title for control in load_controls(params.get("controls_file"))}
         hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
         directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
                          or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
         path, files = write_day_report(
             lambda query, parameters: hook.get_records(query, parameters=parameters),
-            validate_identifier(params["table"]), day, directory,
+            validate_identifier(params["table"]), day, directory, titles,
         )
         print(f"{day}: {files}")
         print(f"Day report: {path.resolve().as_uri()}")
         return {"day": day, "files": files, "report": str(path)}
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def build_findings(day: str, **context: Any) -> dict[str, int]:
+        """Rebuild <table>_findings for every event day the day's files touched; findings per control."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql import findings
+        from cloudtrail_mysql.sql import validate_identifier
+
+        params = context["params"]
+        controls = findings.load_controls(params.get("controls_file"))
+        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
+        finally:
+            conn.close()
+        print(f"{day}: findings of the touched event days, per control: {counts or 'none'}")
+        return counts
+
+    @task(outlets=[CLOUDTRAIL_FINDINGS])
+    def publish_findings(counts: dict[str, int], day: str) -> dict[str, Any]:
+        """Updates the findings Asset when there are findings; skipped (no Asset event) when clean."""
+        from cloudtrail_mysql.compat import AirflowSkipException
+
+        if not counts:
+            raise AirflowSkipException("no findings: the Asset is not updated")
+        return {"day": day, "findings": counts}
 
     day = resolve_day()
     batches = plan_batches()
@@ -209,5 +247,7 @@ with DAG(
         outlets=[CLOUDTRAIL_SUMMARIES],
     )
 
-    loads >> indexes >> summaries
-    [loads, summaries] >> report_day(day)
+    findings = build_findings(day)
+    loads >> indexes >> summaries >> findings
+    publish_findings(findings, day)
+    [loads, summaries, findings] >> report_day(day)
