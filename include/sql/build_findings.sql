@@ -15,10 +15,13 @@ DROP TEMPORARY TABLE IF EXISTS findings_matches;
 -- table gets its deliveryDay partitions). findings_days holds the event days to rebuild;
 -- findings_rows below joins it to the logs table `l` by eventTimestamp.
 {% if params.all_days %}
+-- Every event day in the table, and every day with findings (whose events may be gone since).
 CREATE TEMPORARY TABLE findings_days (event_day DATE NOT NULL PRIMARY KEY) AS
-SELECT DISTINCT DATE(l.eventTimestamp) AS event_day
+SELECT DATE(l.eventTimestamp) AS event_day
 FROM `{{ params.table }}` l
-WHERE l.eventTimestamp IS NOT NULL;
+WHERE l.eventTimestamp IS NOT NULL
+UNION
+SELECT event_day FROM `{{ params.table }}_findings`;
 {% else %}
 CREATE TEMPORARY TABLE findings_days (event_day DATE NOT NULL PRIMARY KEY) AS
 SELECT DISTINCT DATE(l.eventTimestamp) AS event_day

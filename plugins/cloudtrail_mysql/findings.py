@@ -233,7 +233,7 @@ class Compare:
 
 
 @dataclass(frozen=True)
-class Test:
+class Check:
     """``selector IS NULL|TRUE|FALSE`` or ``selector NOT EXISTS`` (what = 'NOT EXISTS')."""
 
     path: Path_
@@ -251,7 +251,7 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Union[Compare, Test, And, Or]
+Node = Union[Compare, Check, And, Or]
 
 
 class _Parser:
@@ -329,14 +329,14 @@ class _Parser:
             if what.kind != "word" or what.text not in ("NULL", "TRUE", "FALSE"):
                 raise self.fail("expected NULL, TRUE or FALSE after IS")
             self.take()
-            return Test(path, what.text, token.position)
+            return Check(path, what.text, token.position)
         if following.kind == "word" and following.text == "NOT":
             self.take()
             what = self.peek()
             if what.kind != "word" or what.text != "EXISTS":
                 raise self.fail("expected EXISTS after NOT (IS NOT is not supported)")
             self.take()
-            return Test(path, "NOT EXISTS", token.position)
+            return Check(path, "NOT EXISTS", token.position)
         raise self.fail("expected an operator (= != < > <= >=), IS or NOT EXISTS after the selector")
 
 
@@ -418,7 +418,7 @@ class _Compiler:
     def _ordered(node: And | Or) -> list[Node]:
         """Cheap column tests first (AND and OR are commutative here: nothing has side effects)."""
         def cost(item: Node) -> int:
-            if isinstance(item, (Compare, Test)):
+            if isinstance(item, (Compare, Check)):
                 return 0 if len(item.path) == 1 and item.path[0] in TEXT_COLUMNS | BOOL_COLUMNS else 1
             return 2
         return sorted(node.items, key=cost)
@@ -441,13 +441,13 @@ class _Compiler:
         parts += [self.node(item, extra_aware=False) for item in others]
         return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
-    def leaf(self, node: Compare | Test, extra_aware: bool) -> str:
+    def leaf(self, node: Compare | Check, extra_aware: bool) -> str:
         name, rest = str(node.path[0]), node.path[1:]
         if name not in TEXT_COLUMNS | JSON_COLUMNS | BOOL_COLUMNS:
             # No column: the field, if the event had it, is in extraFields.
             if extra_aware:
                 return self.json_condition(node, self.extra_value(node.path))
-            return _TRUE if isinstance(node, Test) and node.what == "NOT EXISTS" else _FALSE
+            return _TRUE if isinstance(node, Check) and node.what == "NOT EXISTS" else _FALSE
         own = self.column_condition(node, name, rest)
         if not extra_aware:
             return own
@@ -459,11 +459,11 @@ class _Compiler:
     def extra_value(self, path: Path_) -> str:
         return f"JSON_EXTRACT({self.column('extraFields')}, {self.bind(_json_path(path))})"
 
-    def column_condition(self, node: Compare | Test, name: str, rest: Path_) -> str:
+    def column_condition(self, node: Compare | Check, name: str, rest: Path_) -> str:
         col = self.column(name)
         if rest:
             if name in BOOL_COLUMNS:  # a boolean has no properties
-                return _TRUE if isinstance(node, Test) and node.what == "NOT EXISTS" else _FALSE
+                return _TRUE if isinstance(node, Check) and node.what == "NOT EXISTS" else _FALSE
             value = f"(CASE WHEN JSON_VALID({col}) THEN JSON_EXTRACT({col}, {self.bind(_json_path(rest))}) END)"
             condition = self.json_condition(node, value)
             return self._prefiltered(node, col, condition)
@@ -472,7 +472,7 @@ class _Compiler:
         scalar = f"{col} IS NOT NULL"
         if name in JSON_COLUMNS:  # an object or array is not a value node
             scalar = f"({col} IS NOT NULL AND NOT (JSON_VALID({col}) AND JSON_TYPE({col}) IN ('OBJECT', 'ARRAY')))"
-        if isinstance(node, Test):
+        if isinstance(node, Check):
             if node.what in ("NOT EXISTS", "NULL"):  # the column cannot tell a null from a missing field
                 return f"{col} IS NULL"
             return _FALSE  # a text column holds no boolean
@@ -484,8 +484,8 @@ class _Compiler:
         number = f"(CASE WHEN {col} REGEXP {self.bind(_TEXT_NUMBER)} THEN CAST({col} AS DOUBLE) END)"
         return f"({scalar} AND {number} {node.op} {self.bind(node.number)})"
 
-    def bool_condition(self, node: Compare | Test, col: str) -> str:
-        if isinstance(node, Test):
+    def bool_condition(self, node: Compare | Check, col: str) -> str:
+        if isinstance(node, Check):
             if node.what in ("NOT EXISTS", "NULL"):
                 return f"{col} IS NULL"
             return f"{col} = {_TRUE if node.what == 'TRUE' else _FALSE}"
@@ -495,9 +495,9 @@ class _Compiler:
             return f"{col} {'=' if node.op == '=' else '<>'} {wanted}"
         return _FALSE
 
-    def json_condition(self, node: Compare | Test, value: str) -> str:
+    def json_condition(self, node: Compare | Check, value: str) -> str:
         """The test on a JSON value expression that is SQL NULL when the field is missing."""
-        if isinstance(node, Test):
+        if isinstance(node, Check):
             if node.what == "NOT EXISTS":
                 return f"({value} IS NULL)"
             if node.what == "NULL":
@@ -518,7 +518,7 @@ class _Compiler:
         is_value = f"JSON_TYPE({value}) IN ('STRING', 'INTEGER', 'DOUBLE', 'DECIMAL', 'UNSIGNED INTEGER')"
         return f"({is_value} AND NOT {equal})"
 
-    def _prefiltered(self, node: Compare | Test, col: str, condition: str) -> str:
+    def _prefiltered(self, node: Compare | Check, col: str, condition: str) -> str:
         """A cheap necessary condition before parsing the column's JSON: for ``= "text"``, the
         text (JSON-escaped, as the loader wrote it) must occur in the column."""
         if not (isinstance(node, Compare) and node.op == "=" and node.number is None):
