@@ -507,8 +507,8 @@ def test_daily_run_fills_findings_reports_them_publishes_the_asset_and_reruns_id
     records = _put(client, bucket, day_files(DAY, records=400, accounts=(ACCOUNT,), regions=("us-east-1", "eu-west-1"),
                                              files_per_region=3, digests=False, seed=3))
     mine = tmp_path / "mine.json"
-    mine.write_text(json.dumps([{"id": "Team.stop", "title": "Trail stopped", "severity": "High",
-                                 "pattern": '{ $.eventName = "StopLogging" }'}]))
+    mine.write_text(json.dumps([{"id": "Team.trail", "title": "Trail API calls", "severity": "High",
+                                 "pattern": '{ $.eventSource = "cloudtrail.amazonaws.com" }'}]))
     env = {**_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
     conf = {"controls_file": str(mine)}
 
@@ -521,7 +521,7 @@ def test_daily_run_fills_findings_reports_them_publishes_the_asset_and_reruns_id
             for control in controls:
                 if matches(control.pattern, record):
                     expected.setdefault(control.id, set()).add((Path(key).name, index))
-    assert _found(mysql_db) == expected and expected.get("Team.stop") and expected.get("CloudWatch.2")
+    assert _found(mysql_db) == expected and expected.get("Team.trail") and expected.get("CloudWatch.2")
 
     report = Path(airflow_env["AIRFLOW_HOME"]) / "logs" / "cloudtrail_reports" / "logs" / f"{DAY}.html"
     page = report.read_text()
@@ -529,7 +529,7 @@ def test_daily_run_fills_findings_reports_them_publishes_the_asset_and_reruns_id
     assert "<h2>Findings</h2>" in page
     for control, count in on_day:
         assert f"<tr><td>{control}</td><td>{count}</td>" in page
-    assert "Trail stopped" in page
+    assert "Trail API calls" in page
 
     def findings_events() -> int:
         with sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db") as db:
