@@ -13,7 +13,7 @@ DROP TEMPORARY TABLE IF EXISTS findings_matches;
 
 -- >>> WHICH EVENT DAYS ARE TOUCHED, AND WHICH ROWS ARE READ (one place: swap it when the logs
 -- table gets its deliveryDay partitions). findings_days holds the event days to rebuild;
--- findings_rows below joins it to the logs table `l` by eventTimestamp.
+-- findings_rows: the FROM and WHERE that read those days' rows of the logs table, as `l`.
 {% if params.all_days %}
 -- Every event day in the table, and every day with findings (whose events may be gone since).
 CREATE TEMPORARY TABLE findings_days (event_day DATE NOT NULL PRIMARY KEY) AS
@@ -29,10 +29,14 @@ FROM `{{ params.table }}_files` f
 JOIN `{{ params.table }}` l ON l.sourceFileId = f.id
 WHERE f.delivery_day = %(day)s AND f.status = 'loaded' AND l.eventTimestamp IS NOT NULL;
 {% endif %}
-{%- set findings_rows -%}
-    findings_days t
-    JOIN `{{ params.table }}` l
-      ON l.eventTimestamp >= t.event_day AND l.eventTimestamp < t.event_day + INTERVAL 1 DAY
+-- The days' rows: a range on eventTimestamp (its index, once create_indexes.sql has run) cut to
+-- the touched days. The bounds are read first: a temporary table may appear once per query.
+SET @findings_first_day = (SELECT MIN(event_day) FROM findings_days);
+SET @findings_last_day = (SELECT MAX(event_day) FROM findings_days);
+{%- set findings_rows %}
+    `{{ params.table }}` l
+    WHERE l.eventTimestamp >= @findings_first_day AND l.eventTimestamp < @findings_last_day + INTERVAL 1 DAY
+      AND DATE(l.eventTimestamp) IN (SELECT event_day FROM findings_days)
 {%- endset %}
 -- <<< END OF THE BLOCK
 
@@ -43,7 +47,7 @@ DELETE f FROM `{{ params.table }}_findings` f JOIN findings_days t ON f.event_da
 CREATE TEMPORARY TABLE findings_matches (row_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY) AS
 SELECT *
 FROM (
-    SELECT t.event_day,
+    SELECT DATE(l.eventTimestamp) AS event_day,
            l.sourceFileId,
            l.recordIndex,
            l.eventTimestamp AS eventTime,
@@ -61,11 +65,11 @@ FROM (
            COALESCE({{ control.condition }}, 0) AS matches_{{ control.number }},
            {%- endfor %}
            CASE WHEN l.eventID IS NULL THEN 1
-                ELSE ROW_NUMBER() OVER (PARTITION BY t.event_day, l.eventID ORDER BY l.sourceFileId, l.recordIndex)
+                ELSE ROW_NUMBER() OVER (PARTITION BY DATE(l.eventTimestamp), l.eventID ORDER BY l.sourceFileId, l.recordIndex)
            END AS copy_number
     FROM {{ findings_rows }}
-    WHERE {% for control in params.controls %}{{ control.condition }}{% if not loop.last %}
-       OR {% endif %}{% else %}FALSE{% endfor %}
+      AND ({% for control in params.controls %}{{ control.condition }}{% if not loop.last %}
+       OR {% endif %}{% else %}FALSE{% endfor %})
 ) AS matched
 WHERE copy_number = 1;
 

@@ -471,7 +471,8 @@ class _Compiler:
             return self.bool_condition(node, col)
         scalar = f"{col} IS NOT NULL"
         if name in JSON_COLUMNS:  # an object or array is not a value node
-            scalar = f"({col} IS NOT NULL AND NOT (JSON_VALID({col}) AND JSON_TYPE({col}) IN ('OBJECT', 'ARRAY')))"
+            kind = f"(CASE WHEN JSON_VALID({col}) THEN JSON_TYPE({col}) END)"  # JSON_TYPE refuses non-JSON
+            scalar = f"({col} IS NOT NULL AND COALESCE({kind} NOT IN ('OBJECT', 'ARRAY'), 1))"
         if isinstance(node, Check):
             if node.what in ("NOT EXISTS", "NULL"):  # the column cannot tell a null from a missing field
                 return f"{col} IS NULL"
@@ -527,7 +528,7 @@ class _Compiler:
         if not fragments:
             return condition
         needle = json.dumps(max(fragments, key=len), ensure_ascii=False)[1:-1]
-        return f"(INSTR({col}, {self.bind(needle)}) > 0 AND {condition})"
+        return f"(INSTR(CAST({col} AS BINARY), {self.binary(self.bind(needle))}) > 0 AND {condition})"
 
 
 def compile_pattern(node: Node, prefix: str = "p", alias: str = "l") -> tuple[str, dict[str, Any]]:
