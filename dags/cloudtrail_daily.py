@@ -91,8 +91,8 @@ with DAG(
         "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
         "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
         "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
-                               description="A JSON file of your own CloudWatch filter-pattern controls, "
-                               "readable by the workers; added to the CIS controls CloudWatch.1-14."),
+                               description="Absolute path of a JSON file of your own CloudWatch filter-pattern "
+                               "controls, readable by the workers; added to the CIS controls CloudWatch.1-14."),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
     },
@@ -195,8 +195,13 @@ with DAG(
         from cloudtrail_mysql import findings
         from cloudtrail_mysql.sql import validate_identifier
 
+        from cloudtrail_mysql.compat import AirflowFailException
+
         params = context["params"]
-        controls = findings.load_controls(params.get("controls_file"))
+        try:
+            controls = findings.load_controls(params.get("controls_file"))
+        except findings.ControlsFileError as exc:
+            raise AirflowFailException(str(exc)) from None  # a bad file stays bad: no retries
         conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
