@@ -53,6 +53,7 @@ FROM (
            l.eventTimestamp AS eventTime,
            l.recipientAccountId,
            l.awsRegion,
+           -- principal as build_summaries.sql computes it (a principal column filled at load time can replace it)
            LEFT(CASE WHEN JSON_VALID(l.userIdentity) THEN
                     COALESCE(JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.arn')),
                              JSON_UNQUOTE(JSON_EXTRACT(l.userIdentity, '$.invokedBy')),

@@ -126,6 +126,7 @@ class Token:
 
 _OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
+_INDEX = re.compile(r"\[([0-9]+)\]")
 _WORD_STOP = set(" \t\r\n(){}&|\"=!<>")
 
 
@@ -182,7 +183,7 @@ def _selector(pattern: str, i: int, control: str) -> tuple[tuple[Union[str, int]
             path.append(match.group())
             i = match.end()
         else:
-            match = re.compile(r"\[(\d+)\]").match(pattern, i)
+            match = _INDEX.match(pattern, i)
             if not match or not path:
                 raise PatternError("expected an array index such as [0] after a property name", i + 1, control)
             path.append(int(match.group(1)))
@@ -212,7 +213,7 @@ def _quoted(pattern: str, i: int, control: str) -> tuple[str, int]:
 
 
 # -- AST -------------------------------------------------------------------------------------------
-Path_ = tuple[Union[str, int], ...]
+FieldPath = tuple[Union[str, int], ...]
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
@@ -220,7 +221,7 @@ _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 class Compare:
     """``selector op value``: op is = != < > <= >=; quoted says the value was in double quotes."""
 
-    path: Path_
+    path: FieldPath
     op: str
     value: str
     quoted: bool
@@ -236,7 +237,7 @@ class Compare:
 class Check:
     """``selector IS NULL|TRUE|FALSE`` or ``selector NOT EXISTS`` (what = 'NOT EXISTS')."""
 
-    path: Path_
+    path: FieldPath
     what: str
     position: int
 
@@ -365,7 +366,7 @@ _TEXT_NUMBER = "^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 _TRUE, _FALSE = "1", "0"
 
 
-def _json_path(path: Path_) -> str:
+def _json_path(path: FieldPath) -> str:
     """A MySQL JSON path with every key quoted ($."a"."b"[0]); names are [A-Za-z0-9_-] only."""
     return "$" + "".join(f"[{step}]" if isinstance(step, int) else f'."{step}"' for step in path)
 
@@ -456,10 +457,10 @@ class _Compiler:
         key = self.bind(_json_path((name,)))
         return f"(CASE WHEN JSON_CONTAINS_PATH({self.column('extraFields')}, 'one', {key}) THEN {in_extra} ELSE {own} END)"
 
-    def extra_value(self, path: Path_) -> str:
+    def extra_value(self, path: FieldPath) -> str:
         return f"JSON_EXTRACT({self.column('extraFields')}, {self.bind(_json_path(path))})"
 
-    def column_condition(self, node: Compare | Check, name: str, rest: Path_) -> str:
+    def column_condition(self, node: Compare | Check, name: str, rest: FieldPath) -> str:
         col = self.column(name)
         if rest:
             if name in BOOL_COLUMNS:  # a boolean has no properties
