@@ -5,7 +5,7 @@
 2. runs ``airflow dags test cloudtrail_daily <day>`` with its own Airflow home under .demo/;
 3. loads the same day from a folder with ``cloudtrail-mysql import`` into a second table, to
    show the command and that both give the same rows;
-4. prints the tutorial's questions answered from the table.
+4. prints the tutorial's questions answered from the table, and the day's security findings.
 
 Database: DEMO_MYSQL_URL or mysql://root@127.0.0.1:3306/cloudtrail_demo, dropped and made anew.
 """
@@ -106,6 +106,7 @@ def main() -> None:
     finally:
         server.stop()
     run(str(BIN / "cloudtrail-mysql"), "report", "--mysql-url", URL)
+    run(str(BIN / "cloudtrail-mysql"), "findings", "--day", DAY.isoformat(), "--limit", "3", "--mysql-url", URL)
     print(f"\nDone. Query it yourself: mysql -h 127.0.0.1 -u root {database} -e 'SELECT COUNT(*) FROM logs'")
 
 
