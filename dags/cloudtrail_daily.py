@@ -27,8 +27,10 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    at a time per DAG.
 3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
    summary tables for every event day the files touched, reading only the partitions that hold them;
-   `apply_retention` keeps the last `retention_days` delivery days (0: all) and empties older ones
-   whole; `report_day` logs the day's totals.
+   `build_findings` rebuilds the security findings (CIS CloudWatch.1-14, plus `controls_file`) of
+   those days; `publish_findings` updates the findings Asset when there are any; `apply_retention`
+   keeps the last `retention_days` delivery days (0: all) and empties older ones whole; `report_day`
+   logs the day's totals.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
@@ -77,6 +79,10 @@ _S3_REFUSALS = {
 # Updated each time a day is loaded and summarised (an Asset on Airflow 3, a Dataset on Airflow 2).
 CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 
+# Updated when a run's rebuilt event days hold security findings (publish_findings), so an
+# alerting DAG can be scheduled on it: schedule=[CLOUDTRAIL_FINDINGS]. Clean days do not update it.
+CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
+
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
 
@@ -119,6 +125,9 @@ with DAG(
             description="After the load, keep only the last N delivery days (the day loaded counts as one); "
             "older days leave the table, the manifest and the summaries whole. 0: keep everything.",
         ),
+        "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
+                               description="Absolute path of a JSON file of your own CloudWatch filter-pattern "
+                               "controls, readable by the workers; added to the CIS controls CloudWatch.1-14."),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
     },
@@ -221,20 +230,54 @@ with DAG(
         from airflow.configuration import conf
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from cloudtrail_mysql.findings import load_controls
         from cloudtrail_mysql.report import write_day_report
         from cloudtrail_mysql.sql import validate_identifier
 
         params = context["params"]
+        titles = {control.id: control.title for control in load_controls(params.get("controls_file"))}
         hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
         directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
                          or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
         path, files = write_day_report(
             lambda query, parameters: hook.get_records(query, parameters=parameters),
-            validate_identifier(params["table"]), day, directory,
+            validate_identifier(params["table"]), day, directory, titles,
         )
         print(f"{day}: {files}")
         print(f"Day report: {path.resolve().as_uri()}")
         return {"day": day, "files": files, "report": str(path)}
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def build_findings(day: str, **context: Any) -> dict[str, int]:
+        """Rebuild <table>_findings for every event day the day's files touched; findings per control."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql import findings
+        from cloudtrail_mysql.sql import validate_identifier
+
+        from cloudtrail_mysql.compat import AirflowFailException
+
+        params = context["params"]
+        try:
+            controls = findings.load_controls(params.get("controls_file"))
+        except findings.ControlsFileError as exc:
+            raise AirflowFailException(str(exc)) from None  # a bad file stays bad: no retries
+        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
+        finally:
+            conn.close()
+        print(f"{day}: findings of the touched event days, per control: {counts or 'none'}")
+        return counts
+
+    @task(outlets=[CLOUDTRAIL_FINDINGS])
+    def publish_findings(counts: dict[str, int], day: str) -> dict[str, Any]:
+        """Updates the findings Asset when there are findings; skipped (no Asset event) when clean."""
+        from cloudtrail_mysql.compat import AirflowSkipException
+
+        if not counts:
+            raise AirflowSkipException("no findings: the Asset is not updated")
+        return {"day": day, "findings": counts}
 
     day = resolve_day()
     # A setup task: should planning fail (bad params, wrong credentials, no trail at all), the tasks
@@ -291,6 +334,7 @@ with DAG(
         return {"kept_from": result.kept_from.isoformat(), "dropped_days": [d.isoformat() for d in result.days],
                 "files": result.files, "events": result.events}
 
-    retention = apply_retention(day)
-    loads >> indexes >> summaries >> retention
-    [loads, summaries] >> report_day(day)
+    findings = build_findings(day)
+    loads >> indexes >> summaries >> findings >> apply_retention(day)
+    publish_findings(findings, day)
+    [loads, summaries, findings] >> report_day(day)

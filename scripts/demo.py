@@ -5,7 +5,7 @@
 2. runs ``airflow dags test cloudtrail_daily <day>`` with its own Airflow home under .demo/;
 3. loads the same day from a folder with ``cloudtrail-mysql import`` into a second table, to
    show the command and that both give the same rows;
-4. prints the tutorial's questions answered from the table;
+4. prints the tutorial's questions answered from the table, and the day's security findings;
 5. ends with the HTML day report's path and both tables' rows side by side.
 
 While Airflow works (its database, the DAG run) a line every few seconds says what it is doing;
@@ -207,6 +207,7 @@ def main() -> None:
     finally:
         server.stop()
     run(str(BIN / "cloudtrail-mysql"), "report", "--mysql-url", URL)
+    run(str(BIN / "cloudtrail-mysql"), "findings", "--day", DAY.isoformat(), "--limit", "3", "--mysql-url", URL)
     conn = target.connect()
     try:
         counts = table_counts(conn, ("logs", "logs_from_folder"))

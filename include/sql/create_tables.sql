@@ -170,3 +170,25 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (
     events BIGINT NOT NULL,
     dropped_at DATETIME NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+-- Security findings: one row per (control, matching event), keyed by the event's own day and its
+-- key in the logs table, rebuilt by build_findings.sql for each delivery day loaded. The
+-- controls are CloudWatch Logs filter patterns (include/controls/, compiled by findings.py).
+-- principal: userIdentity.arn, else userIdentity.invokedBy, else userIdentity.type, as in the summaries.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_findings` (
+    event_day DATE NOT NULL,
+    control VARCHAR(64) NOT NULL,
+    sourceFileId BIGINT NOT NULL,
+    recordIndex INT NOT NULL,
+    eventTime DATETIME NOT NULL,
+    recipientAccountId VARCHAR(64) NULL,
+    awsRegion VARCHAR(64) NULL,
+    principal VARCHAR(512) NOT NULL,
+    sourceIPAddress VARCHAR(255) NULL,
+    eventName VARCHAR(255) NULL,
+    errorCode VARCHAR(255) NULL,
+    -- The delivery day of the event's file (its partition of the logs table): rebuilt by delivery day.
+    deliveryDay DATE NOT NULL,
+    PRIMARY KEY (event_day, control, sourceFileId, recordIndex),
+    KEY ix_deliveryDay (deliveryDay)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};

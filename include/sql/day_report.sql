@@ -37,3 +37,25 @@ WHERE event_day = %(day)s ORDER BY events DESC, principal LIMIT 20
 SELECT source_ip, events, errors FROM `{{ table }}_daily_source_ips`
 WHERE event_day = %(day)s ORDER BY events DESC, source_ip LIMIT 20
 {%- endmacro %}
+
+{#- The day's findings: each control's first %(limit)s rows by time, with the control's total. -#}
+{% macro findings(table) -%}
+SELECT control, findings, eventTime, recipientAccountId, awsRegion, principal, sourceIPAddress, eventName,
+       errorCode, sourceFileId, recordIndex
+FROM (
+    SELECT f.*,
+           ROW_NUMBER() OVER (PARTITION BY control ORDER BY eventTime, sourceFileId, recordIndex) AS position,
+           COUNT(*) OVER (PARTITION BY control) AS findings
+    FROM `{{ table }}_findings` f
+    WHERE event_day = %(day)s
+) AS ranked
+WHERE position <= %(limit)s
+ORDER BY control, position
+{%- endmacro %}
+
+{#- Findings per control of one delivery day's events (or, with every_day, of the whole table). -#}
+{% macro findings_per_control(table, every_day) -%}
+SELECT control, COUNT(*) FROM `{{ table }}_findings`
+{% if not every_day %}WHERE deliveryDay = %(day)s{% endif %}
+GROUP BY control
+{%- endmacro %}

@@ -6,6 +6,7 @@
     cloudtrail-mysql migrate            convert a table made before day partitions, once
     cloudtrail-mysql generate OUT       write a realistic sample day in CloudTrail's layout
     cloudtrail-mysql report             answer the tutorial's questions from the table
+    cloudtrail-mysql findings --day D   security findings of a day (--all: rebuild every day's)
 
 The database comes from --mysql-url or CLOUDTRAIL_MYSQL_URL (mysql://user:password@host:port/db);
 the password is never printed.
@@ -632,6 +633,83 @@ def _loaded_tables_here(conn: Any) -> str:
     return f"tables loaded here: {', '.join(names)}" if names else "no table was loaded into this database yet"
 
 
+# -- findings -----------------------------------------------------------------------------------
+def run_findings(args: argparse.Namespace) -> int:
+    """Print a day's findings per control, or (--all) rebuild them for every event day first."""
+    import json
+
+    from cloudtrail_mysql.findings import build_findings, day_findings, load_controls
+
+    target = MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_table_name(args.table)
+    controls = load_controls(args.controls)
+    titles = {control.id: control for control in controls}
+    ensure_database(target, table)
+    conn = target.connect()
+    try:
+        if args.all:
+            started = time.monotonic()
+            counts = build_findings(conn, table, controls)
+            days = [str(d) for (d,) in _rows(conn, f"SELECT DISTINCT event_day FROM `{table}_findings` ORDER BY 1")]
+            if args.json:
+                print(json.dumps({"rebuilt": True, "days_with_findings": days, "findings": counts}, indent=2))
+            else:
+                total = sum(counts.values())
+                print(f"findings rebuilt for every event day in {table} in {time.monotonic() - started:.1f} s: "
+                      f"{total} findings on {len(days)} day(s)")
+                _print_table(("control", "findings", "title"), [(c, n, titles[c].title) for c, n in counts.items()])
+            return 0
+        day = date.fromisoformat(args.day).isoformat()
+        found = day_findings(lambda query, params: _rows(conn, query, params), table, day, args.limit)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps({"day": day, "controls": [
+            {"control": f.control, "title": titles[f.control].title if f.control in titles else None,
+             "severity": titles[f.control].severity if f.control in titles else None,
+             "findings": f.count, "rows": f.rows}
+            for f in found
+        ]}, indent=2, default=str))
+        return 0
+    if not found:
+        print(f"{day}: no findings in {table}_findings")
+    for entry in found:
+        control = titles.get(entry.control)
+        heading = f"{entry.control} ({control.severity}): {control.title}" if control else entry.control
+        shown = f", first {len(entry.rows)}" if len(entry.rows) < entry.count else ""
+        print(f"\n{heading}: {entry.count} finding(s){shown}")
+        header = ("eventTime", "account", "region", "principal", "sourceIPAddress", "eventName", "errorCode")
+        _print_table(header, [
+            (r["eventTime"], r["recipientAccountId"], r["awsRegion"], r["principal"], r["sourceIPAddress"],
+             r["eventName"], r["errorCode"])
+            for r in entry.rows
+        ])
+    return 0
+
+
+def _rows(conn: Any, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    cursor = conn.cursor()
+    try:
+        cursor.execute(query, params)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def add_findings_command(commands: Any, database_options: Any) -> None:
+    findings = commands.add_parser(
+        "findings", help="security findings (CIS CloudWatch.1-14 and your own filter patterns) per control"
+    )
+    which = findings.add_mutually_exclusive_group(required=True)
+    which.add_argument("--day", help="print the findings of this event day (YYYY-MM-DD, UTC)")
+    which.add_argument("--all", action="store_true", help="rebuild the findings of every event day in the table")
+    database_options(findings)
+    findings.add_argument("--controls", help="a JSON file of more controls (same format as include/controls/)")
+    findings.add_argument("--limit", type=int, default=20, help="rows shown per control with --day (0: all; default 20)")
+    findings.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    findings.set_defaults(run=run_findings)
+
+
 def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     # SQL's NULL as NULL, not as Python's None (records without eventSource, e.g. Insight events).
     rows = [tuple("NULL" if value is None else value for value in row) for row in rows]
@@ -755,6 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="the tutorial's questions, answered from the table")
     database_options(report)
     report.set_defaults(run=run_report)
+    add_findings_command(commands, database_options)
     return parser
 
 

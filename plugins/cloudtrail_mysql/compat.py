@@ -19,11 +19,16 @@ try:
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 except ImportError:
     from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+try:
+    from airflow.sdk.exceptions import AirflowSkipException
+except ImportError:
+    from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef]
 
 __all__ = [
     "Asset",
     "AirflowException",
     "AirflowFailException",
+    "AirflowSkipException",
     "BaseOperator",
     "CronDataIntervalTimetable",
     "DAG",

@@ -70,6 +70,27 @@ def _table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     return f"<h2>{escape(title)}</h2><table><tr>{head}</tr>{body or '<tr><td>none</td></tr>'}</table>"
 
 
+def _findings(findings: Sequence[Any], titles: dict[str, str]) -> str:
+    """The Findings section: count per control and its first rows; nothing on a clean day."""
+    if not findings:
+        return ""
+    parts = ["<h2>Findings</h2>", "<table><tr><th>control</th><th>findings</th><th>title</th></tr>"]
+    parts += [
+        f"<tr><td>{escape(f.control)}</td><td>{f.count}</td><td>{escape(titles.get(f.control, ''))}</td></tr>" for f in findings
+    ]
+    parts.append("</table>")
+    header = ("time (UTC)", "account", "region", "principal", "source", "event", "error code")
+    for f in findings:
+        shown = f" (first {len(f.rows)} of {f.count})" if len(f.rows) < f.count else ""
+        rows = [
+            (r["eventTime"], r["recipientAccountId"], r["awsRegion"], r["principal"], r["sourceIPAddress"],
+             r["eventName"], r["errorCode"] or "")
+            for r in f.rows
+        ]
+        parts.append(_table(f"{f.control}{shown}", header, rows).replace("<h2>", "<h3>").replace("</h2>", "</h3>"))
+    return "".join(parts)
+
+
 def render_day_report(
     day: str,
     table: str,
@@ -79,6 +100,8 @@ def render_day_report(
     principals: Sequence[Sequence[Any]],
     source_ips: Sequence[Sequence[Any]],
     replaced: Sequence[Sequence[Any]] = (),
+    findings: Sequence[Any] = (),
+    titles: dict[str, str] | None = None,
 ) -> str:
     """The HTML page for one event day."""
     style = (
@@ -93,6 +116,7 @@ def render_day_report(
             "<p>Counts come from the daily summary tables: each event once, by its own time (UTC). "
             "The day is complete once the next day's files are loaded too.</p>",
             _table("Files delivered that day", ("status", "files", "rows"), files),
+            _findings(findings, titles or {}),
             _table("Files that replaced an earlier version of themselves", ("file", "replaced"), replaced) if replaced else "",
             "<h2>Events per hour, busiest services</h2>",
             _chart(hourly),
@@ -105,13 +129,15 @@ def render_day_report(
 
 
 def write_day_report(
-    query: Any, table: str, day: str, directory: Path
+    query: Any, table: str, day: str, directory: Path, titles: dict[str, str] | None = None
 ) -> tuple[Path, dict[str, dict[str, int]]]:
     """Run the report's queries with ``query(sql, parameters) -> rows`` and write <dir>/<table>/<day>.html.
 
-    Returns the page's path and the day's files and rows by manifest status.
+    Returns the page's path and the day's files and rows by manifest status. ``titles``: the
+    controls' titles by id, for the Findings section.
     """
     from cloudtrail_mysql import sql
+    from cloudtrail_mysql.findings import day_findings
 
     def rows(name: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in query(sql.macro("day_report.sql", name, table), {"day": day})]
@@ -119,7 +145,7 @@ def write_day_report(
     files = rows("files_by_status")
     page = render_day_report(
         day, table, files, rows("events_by_hour"), rows("top_errors"), rows("top_principals"), rows("top_source_ips"),
-        rows("replaced_files"),
+        rows("replaced_files"), day_findings(query, table, day, limit=10), titles,
     )
     path = directory / table / f"{day}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,8 @@ SERVICES: dict[str, tuple[int, tuple[str, ...]]] = {
     "kms.amazonaws.com": (14, ("Decrypt", "GenerateDataKey", "Encrypt")),
     "sns.amazonaws.com": (9, ("Publish", "ListTopics", "GetTopicAttributes")),
     "ecr.amazonaws.com": (4, ("GetAuthorizationToken", "BatchGetImage")),
-    "ec2.amazonaws.com": (3, ("DescribeInstances", "RunInstances", "TerminateInstances", "CreateTags")),
+    "ec2.amazonaws.com": (3, ("DescribeInstances", "RunInstances", "TerminateInstances", "CreateTags", "DescribeSecurityGroups",
+                              "AuthorizeSecurityGroupIngress")),
     "s3.amazonaws.com": (2, ("GetBucketAcl", "ListBuckets", "PutBucketPolicy", "GetBucketLocation")),
     "elasticmapreduce.amazonaws.com": (1, ("DescribeCluster", "ListClusters", "ListSteps", "RunJobFlow", "TerminateJobFlows")),
     "iam.amazonaws.com": (1, ("GetRole", "ListRoles", "CreateUser", "AttachRolePolicy")),
@@ -40,6 +41,7 @@ SERVICES: dict[str, tuple[int, tuple[str, ...]]] = {
     "lambda.amazonaws.com": (1, ("ListFunctions20150331", "GetFunction20150331v2")),
     "signin.amazonaws.com": (1, ("ConsoleLogin",)),
     "autoscaling.amazonaws.com": (1, ("DescribeAutoScalingGroups",)),
+    "cloudtrail.amazonaws.com": (1, ("DescribeTrails", "LookupEvents", "GetTrailStatus", "StopLogging")),
 }
 VERSIONS = ("1.0", "1.01", "1.02", "1.03", "1.04", "1.05", "1.06", "1.07", "1.08", "1.09", "1.10", "1.11")
 ERRORS = (
@@ -181,7 +183,25 @@ def _event(rng: random.Random, account: str, region: str, moment: datetime) -> d
         event["serviceEventDetails"] = {"snapshotId": f"snap-{rng.randrange(16**8):08x}", "progress": [1, 2, 3]}
     if minor >= 11 and rng.random() < 0.01:
         event["vpcEndpointAccountId"] = account
+    if service == "signin.amazonaws.com":
+        _console_login(rng, event)
     return event
+
+
+def _console_login(rng: random.Random, event: dict[str, Any]) -> None:
+    """A console sign-in as CloudTrail records it: success or failure, with or without MFA."""
+    failed = rng.random() < 0.2
+    event["responseElements"] = {"ConsoleLogin": "Failure" if failed else "Success"}
+    event["additionalEventData"] = {
+        "LoginTo": "https://console.aws.amazon.com/console/home",
+        "MobileVersion": "No",
+        "MFAUsed": rng.choice(("Yes", "No")),
+    }
+    event["requestParameters"] = None
+    event.pop("errorCode", None)
+    event.pop("errorMessage", None)
+    if failed:
+        event["errorMessage"] = "Failed authentication"
 
 
 def _unique_id(rng: random.Random) -> str:
