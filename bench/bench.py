@@ -21,8 +21,9 @@ command and the DAG read files ahead, so that wait hides behind loading).
 --days N (growth mode) measures instead what a table's daily life costs: N consecutive generated
 days of --records events each, each through `airflow dags test cloudtrail_daily D` into the same
 table, as production runs them; per day: the run's wall time, the load phase's rows/s, the
-create_indexes, build_summaries and apply_retention seconds (Airflow's metadata DB), the table's
-size, and whether the day is exact. --retention-days K then reruns the last day with that param.
+create_indexes, build_summaries, build_findings and apply_retention seconds (Airflow's metadata
+DB), the table's size, and whether the day is exact. --retention-days K then reruns the last day
+with that param.
 
 Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
 run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
@@ -161,8 +162,9 @@ def growth(args: argparse.Namespace) -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     s3 = _start_s3(work, files, args.s3_latency_ms, root=root)
     lines = [
-        "| day | run s | load s | rows/s | create_indexes s | build_summaries s | summaries % of run | retention s | table MiB | exact |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| day | run s | load s | rows/s | create_indexes s | build_summaries s | summaries % of run | build_findings s "
+        "| retention s | table MiB | exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     runs: list[tuple[date, dict[str, Any]]] = [(day, {}) for day in days]
     if args.retention_days:
@@ -180,7 +182,8 @@ def growth(args: argparse.Namespace) -> None:
             lines.append(
                 f"| {label} | {measured.seconds:.1f} | {tasks.get('load', 0.0):.1f} | "
                 f"{loaded / max(tasks.get('load', 0.0), 1e-9):,.0f} | {tasks.get('create_indexes', 0.0):.1f} | "
-                f"{summaries:.1f} | {100 * summaries / measured.seconds:.0f}% | {tasks.get('apply_retention', 0.0):.1f} | "
+                f"{summaries:.1f} | {100 * summaries / measured.seconds:.0f}% | {tasks.get('build_findings', 0.0):.1f} | "
+                f"{tasks.get('apply_retention', 0.0):.1f} | "
                 f"{_table_mib(database):,.0f} | {'yes' if loaded == expected else f'NO: {loaded} of {expected}'} |"
             )
             print(lines[-1], flush=True)

@@ -453,7 +453,7 @@ def run_import(args: argparse.Namespace) -> int:
         conn = target.connect()
         try:
             if args.summarize:
-                _summarize(conn, table, days)
+                _summarize(conn, table, days, args.controls)
             if args.retention_days and days:
                 print(apply_retention(conn, table, days[-1], args.retention_days).describe(table))
         finally:
@@ -473,12 +473,19 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 # -- summarize, retention, migrate ---------------------------------------------------------------
-def _summarize(conn: Any, table: str, days: Sequence[date]) -> None:
+def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str | None = None) -> None:
+    """The DAG's work after a day's load: indexes where missing, then each day's summaries and findings."""
     from cloudtrail_mysql.daytasks import build_summaries, create_indexes
+    from cloudtrail_mysql.findings import build_findings, load_controls
 
+    controls = load_controls(controls_file)
     print(f"{table}: indexes where missing in {create_indexes(conn, table):.1f} s")
     for day in days:
         print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day):.1f} s")
+        started = time.monotonic()
+        found = build_findings(conn, table, controls, day.isoformat())
+        print(f"{table}: findings of the events delivered on {day} in {time.monotonic() - started:.1f} s: "
+              f"{sum(found.values())} ({', '.join(f'{c} {n}' for c, n in found.items()) or 'none'})")
 
 
 def run_summarize(args: argparse.Namespace) -> int:
@@ -493,7 +500,7 @@ def run_summarize(args: argparse.Namespace) -> int:
         if not days:
             print(f"{table}: no delivery day to summarise (give --day D, or --all)", file=sys.stderr)
             return 2
-        _summarize(conn, table, days)
+        _summarize(conn, table, days, args.controls)
     finally:
         conn.close()
     return 0
@@ -793,8 +800,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--include-network-activity", action="store_true", help="also load CloudTrail-NetworkActivity files")
     load.add_argument(
         "--summarize", action="store_true",
-        help="then add the indexes where missing and rebuild the summaries of every delivery day imported",
+        help="then add the indexes where missing and rebuild the summaries and findings of every delivery day imported",
     )
+    load.add_argument("--controls", help="with --summarize: a JSON file of more finding controls (see findings)")
     load.add_argument(
         "--retention-days", type=int, metavar="N",
         help="then keep only the last N delivery days, up to the newest one imported (older days are "
@@ -802,11 +810,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.set_defaults(run=run_import)
 
-    summarize = commands.add_parser("summarize", help="indexes where missing, then a delivery day's summaries")
+    summarize = commands.add_parser(
+        "summarize", help="indexes where missing, then a delivery day's summaries and security findings"
+    )
     database_options(summarize)
     days = summarize.add_mutually_exclusive_group(required=True)
     days.add_argument("--day", action="append", default=[], help="delivery day, YYYY-MM-DD (repeatable)")
     days.add_argument("--all", action="store_true", help="every delivery day in the manifest")
+    summarize.add_argument("--controls", help="a JSON file of more finding controls (see findings)")
     summarize.set_defaults(run=run_summarize)
 
     retention = commands.add_parser("retention", help="keep only the last N delivery days; drop older ones whole")
