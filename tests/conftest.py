@@ -363,3 +363,26 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+# -- Airflow --------------------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = Path(sys.executable).parent / "airflow"
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for an isolated Airflow: its own home and SQLite metadata DB, this repo's folders."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+    }
+    os.environ.update(env)
+    migrated = subprocess.run([str(AIRFLOW), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    return env

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import make_sample_day, read_events, run_cli
-from test_dag import _connections, _dags_test, _put, airflow_env  # noqa: F401 (airflow_env: a fixture)
+from test_dag import _connections, _dags_test, _put
 
 from cloudtrail_mysql.findings import (
     And,

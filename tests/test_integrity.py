@@ -277,7 +277,7 @@ def test_a_worker_killed_mid_import_fails_its_file_by_name_and_a_rerun_is_exact(
 
 
 # -- 4. the DAG refuses at once what no retry can fix ----------------------------------------------
-from test_dag import REPO, airflow_env  # noqa: E402,F401 - the isolated Airflow of the DAG tests
+from conftest import REPO  # noqa: E402
 
 _RUNNER = r"""
 import json, sys
