@@ -406,15 +406,7 @@ class _S3:
 
     def load_phase_seconds(self) -> float:
         """From the first load_batch start to the last load_batch end, in the last run (metadata DB)."""
-        import sqlite3
-
-        with sqlite3.connect(self.home / "airflow.db") as db:
-            (seconds,) = db.execute(
-                "SELECT (julianday(MAX(end_date)) - julianday(MIN(start_date))) * 86400 FROM task_instance "
-                "WHERE dag_id = 'cloudtrail_daily' AND task_id = 'load_batch' AND run_id = "
-                "(SELECT run_id FROM dag_run WHERE dag_id = 'cloudtrail_daily' ORDER BY id DESC LIMIT 1)"
-            ).fetchone()
-        return float(seconds)
+        return self.task_seconds()["load"]
 
     def task_seconds(self) -> dict[str, float]:
         """Seconds of each task of the last run; 'load': from the first load_batch start to the last end."""

@@ -1,11 +1,6 @@
 {#- Converting a logs table made before day partitions (cloudtrail_mysql/migrate.py), one macro each.
     Identifiers are validated; values are bound %s parameters. -#}
 
-{% macro table_columns(table) -%}
-SELECT column_name FROM information_schema.columns
-WHERE table_schema = DATABASE() AND table_name = '{{ table }}'
-{%- endmacro %}
-
 {% macro add_manifest_columns(table) -%}
 ALTER TABLE `{{ table }}_files` ADD COLUMN first_event DATETIME NULL AFTER seconds,
     ADD COLUMN last_event DATETIME NULL AFTER first_event

@@ -43,6 +43,11 @@ def _values(cursor: Any, statement: str, args: tuple[Any, ...] = ()) -> list[Any
     return [row[0] for row in cursor.fetchall()]
 
 
+def _columns(cursor: Any, table: str) -> list[str]:
+    """The table's column names, in order (the loader's own query of information_schema)."""
+    return [str(name) for name in _values(cursor, sql.macro("loader.sql", "table_columns"), (table,))]
+
+
 def migrate_table(
     conn: Any, table: str, collation: str, say: Callable[[str], None] = log.info
 ) -> MigrationResult:
@@ -52,14 +57,14 @@ def migrate_table(
     started = time.monotonic()
     cursor = conn.cursor()
     macro = lambda name, *args: sql.macro(_SQL, name, *args)  # noqa: E731
-    columns = _values(cursor, macro("table_columns", table))
+    columns = _columns(cursor, table)
     if not columns:
         raise LookupError(f"table {table!r} does not exist in this database")
     cursor.execute(macro("drop_table", old))  # left by a run stopped after its swap: already copied
     if "deliveryDay" in columns:
         partitions.check_partitioned(conn, table)
         return MigrationResult(table, False)
-    if "first_event" not in _values(cursor, macro("table_columns", f"{table}_files")):
+    if "first_event" not in _columns(cursor, f"{table}_files"):
         cursor.execute(macro("add_manifest_columns", table))
     writer_schema = sql.render("create_tables.sql", table=table, collation=collation)
     for statement in sql.split_statements(writer_schema):
@@ -72,7 +77,8 @@ def migrate_table(
     cursor.execute(statement)
     days = _values(cursor, macro("manifest_days", table))
     partitions.ensure_day_partitions(conn, new, days, manifest_table=table)
-    copied = [c for c in columns if c in set(_values(cursor, macro("table_columns", new))) - {"principal", "deliveryDay"}]
+    in_new = set(_columns(cursor, new)) - {"principal", "deliveryDay"}
+    copied = [c for c in columns if c in in_new]
     low, high = _rows(cursor, macro("file_id_bounds", table))[0]
     if low is not None:
         for start in range(int(low), int(high) + 1, _FILES_PER_SLICE):
