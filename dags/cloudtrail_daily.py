@@ -26,9 +26,9 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    listings, page by page) and cuts it into key ranges; `load_batch` is mapped over them, at most 4
    at a time per DAG.
 3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
-   summary tables for every event day the files touched, reading only the partitions that hold them;
-   `build_findings` rebuilds the security findings (CIS CloudWatch.1-14, plus `controls_file`) of
-   those days; `publish_findings` updates the findings Asset when there are any; `apply_retention`
+   summary tables for every event day the files touched, reading only the partitions that hold them,
+   and in the same scan of D's partition finds the events that match a security control (CIS
+   CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them; `publish_findings` updates the findings Asset when there are any; `apply_retention`
    keeps the last `retention_days` delivery days (0: all) and empties older ones whole; `report_day`
    logs the day's totals.
 
@@ -66,6 +66,17 @@ def checked_day(context: Any) -> str:
     except (ValueError, OverflowError) as exc:
         raise AirflowFailException(f"bad params: {exc}") from None
     return day
+
+
+def _controls(params: Any) -> list[Any]:
+    """The CIS controls and the controls_file's; a bad file fails the task without retries."""
+    from cloudtrail_mysql.compat import AirflowFailException
+    from cloudtrail_mysql.findings import ControlsFileError, load_controls
+
+    try:
+        return load_controls(params.get("controls_file"))
+    except ControlsFileError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 # S3 answers that no retry changes.
@@ -249,19 +260,14 @@ with DAG(
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def build_findings(day: str, **context: Any) -> dict[str, int]:
-        """Rebuild <table>_findings for every event day the day's files touched; findings per control."""
+        """Rebuild the day's findings (from the part build_summaries found); findings per control."""
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
         from cloudtrail_mysql import findings
         from cloudtrail_mysql.sql import validate_identifier
 
-        from cloudtrail_mysql.compat import AirflowFailException
-
         params = context["params"]
-        try:
-            controls = findings.load_controls(params.get("controls_file"))
-        except findings.ControlsFileError as exc:
-            raise AirflowFailException(str(exc)) from None  # a bad file stays bad: no retries
+        controls = _controls(params)
         conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
@@ -303,16 +309,22 @@ with DAG(
         split_statements=True,
         trigger_rule=TriggerRule.ALL_DONE,
     )
-    summaries = SQLExecuteQueryOperator(
-        task_id="build_summaries",
-        conn_id="{{ params.mysql_conn_id }}",
-        sql="build_summaries.sql",
-        parameters={"day": day},
-        split_statements=True,
-        trigger_rule=TriggerRule.ALL_DONE,
-        # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES].
-        outlets=[CLOUDTRAIL_SUMMARIES],
-    )
+
+    # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES].
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CLOUDTRAIL_SUMMARIES])
+    def build_summaries(day: str, **context: Any) -> float:
+        """build_summaries.sql for the day; its one scan of the day also finds the day's part of the
+        findings, for the controls build_findings uses."""
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        from cloudtrail_mysql import daytasks
+
+        params = context["params"]
+        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            return daytasks.build_summaries(conn, params["table"], date.fromisoformat(day), _controls(params))
+        finally:
+            conn.close()
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def apply_retention(day: str, **context: Any) -> dict[str, Any]:
@@ -334,6 +346,7 @@ with DAG(
         return {"kept_from": result.kept_from.isoformat(), "dropped_days": [d.isoformat() for d in result.days],
                 "files": result.files, "events": result.events}
 
+    summaries = build_summaries(day)
     findings = build_findings(day)
     loads >> indexes >> summaries >> findings >> apply_retention(day)
     publish_findings(findings, day)

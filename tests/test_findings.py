@@ -12,7 +12,7 @@ import gzip
 import json
 import re
 import sqlite3
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -494,6 +494,61 @@ def test_duplicate_deliveries_are_one_finding_and_late_files_join_their_day(tmp_
         conn.close()
     assert mysql_db.query("SELECT event_day, eventName FROM logs_findings ORDER BY eventTime") == [
         (DAY - timedelta(days=1), "StopLogging"), (DAY - timedelta(days=1), "DeleteTrail")]
+
+
+def test_findings_from_the_summaries_scan_equal_a_scan_of_their_own(tmp_path: Path, mysql_db: Any, caplog: Any) -> None:
+    """The day's part of the findings, found in build_summaries' scan, gives the very rows that
+    build_findings' own scan gives: copies counted once (the first loaded, whatever it holds), other
+    controls than the part was built for found by a scan, a reload making the part stale."""
+    from cloudtrail_mysql.daytasks import build_summaries
+    from cloudtrail_mysql.findings import build_findings
+
+    trail = tmp_path / "trail"
+    make_sample_day(trail, records=1200, digests=False, seed=11)
+    before = _event("StopLogging", "cloudtrail.amazonaws.com", eventID="x-1", eventTime="2017-04-09T23:57:00Z")
+    _write_file(trail, [before], day=DAY - timedelta(days=1), stamp="2350", uid="EEEEEEEEEEEEEEEE")
+    _write_file(trail, [dict(before)], stamp="0003", uid="FFFFFFFFFFFFFFFF")  # a copy delivered the next day
+    # The first copy of an event does not match, a later copy of it does: the event is no finding.
+    quiet = _event("DescribeTrails", "cloudtrail.amazonaws.com", eventID="x-2", eventTime="2017-04-10T08:00:00Z")
+    _write_file(trail, [quiet, dict(quiet, eventName="StopLogging")], stamp="0800", uid="GGGGGGGGGGGGGGGG")
+    assert run_cli("import", trail, "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"controls": [{
+        "id": "Team.describe", "title": "Describe calls", "severity": "Low", "pattern": '{ $.eventName = "Describe*" }'}]}))
+    cis, more = load_controls(), load_controls(mine)
+    days = [DAY - timedelta(days=1), DAY]
+    conn = mysql_db.connect()
+    try:
+        caplog.set_level("INFO", logger="cloudtrail_mysql.findings")
+        for day in days:
+            build_summaries(conn, "logs", day, cis)
+            build_findings(conn, "logs", cis, str(day))
+        assert caplog.text.count("from the day's part (the summaries' scan)") == 2
+        from_parts = mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4")
+        assert mysql_db.query("SELECT COUNT(*) FROM logs_parts_findings") != [(0,)]
+        build_findings(conn, "logs", cis)  # every day, in a scan of its own
+        assert mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4") == from_parts
+        stops = mysql_db.query("SELECT deliveryDay, eventTime FROM logs_findings WHERE eventName = 'StopLogging' "
+                               "AND eventTime IN ('2017-04-09 23:57:00', '2017-04-10 08:00:00')")
+        assert stops == [(DAY - timedelta(days=1), datetime(2017, 4, 9, 23, 57))]  # the first copy, once
+
+        # Other controls than the part was built for: a scan of their own, the same as every day's.
+        caplog.clear()
+        for day in days:
+            build_findings(conn, "logs", more, str(day))
+        assert caplog.text.count("in a scan of their own") == 2
+        per_day = mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4")
+        build_findings(conn, "logs", more)
+        assert mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4") == per_day
+        assert mysql_db.query("SELECT COUNT(*) FROM logs_findings WHERE control = 'Team.describe'") != [(0,)]
+
+        # Summaries rebuilt without controls leave no part that could be stale.
+        build_summaries(conn, "logs", DAY)
+        assert mysql_db.query("SELECT COUNT(*) FROM logs_parts_findings_built WHERE delivery_day = %s", DAY) == [(0,)]
+        assert mysql_db.query("SELECT COUNT(*) FROM logs_parts_findings WHERE delivery_day = %s", DAY) == [(0,)]
+    finally:
+        conn.close()
 
 
 # -- the DAG --------------------------------------------------------------------------------------

@@ -1,22 +1,33 @@
 -- Rebuild the security findings of the events delivered on %(day)s (params.all_days: of every
--- event in the table), as build_summaries.sql does the day's part of the summaries: the day's
--- findings are deleted and found again in the day's own partition, in one scan that tests every
--- control at once, so reruns, late files and retention never double count or leave stale rows.
+-- event in the table): the day's findings are deleted and made again, so reruns, late files and
+-- retention never double count or leave stale rows. params.from_parts: from the day's part of the
+-- findings, which build_summaries.sql found in its scan of the day for the same controls; else in
+-- a scan of the day's own partition (or of the table) that tests every control at once.
 --
 -- params.table: validated identifier. params.controls: [{number, condition}], each condition a
 -- WHERE expression compiled by cloudtrail_mysql.findings from the control's filter pattern, its
 -- values bound as %(cN_...)s parameters; the control's id is %(cN_id)s.
 -- Each event counts once, as in the summaries: of an event delivered twice (same time and eventID),
--- only the copy in the file loaded first (the lowest file id, then record) is a finding, whichever
--- delivery day holds it.
-DROP TEMPORARY TABLE IF EXISTS findings_candidates;
-DROP TEMPORARY TABLE IF EXISTS findings_matches;
-
+-- only the copy in the file loaded first (the lowest file id, then record) counts, whichever
+-- delivery day holds it; it is a finding when it matches.
 {% if params.all_days %}
 DELETE FROM `{{ params.table }}_findings`;
 {% else %}
 DELETE FROM `{{ params.table }}_findings` WHERE deliveryDay = %(day)s;
 {% endif %}
+
+{% if params.from_parts %}
+{% for control in params.controls %}
+INSERT INTO `{{ params.table }}_findings`
+    (event_day, control, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId, awsRegion, principal,
+     sourceIPAddress, eventName, errorCode)
+SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, delivery_day, eventTime, recipientAccountId,
+       awsRegion, principal, sourceIPAddress, eventName, errorCode
+FROM `{{ params.table }}_parts_findings`
+WHERE delivery_day = %(day)s AND controls_matched & {{ 2 ** (control.number - 1) }} <> 0;
+{% endfor %}
+{% else %}
+DROP TEMPORARY TABLE IF EXISTS findings_candidates;
 
 -- The events that match at least one control, with one flag per control (primary key: servers may
 -- require one on every table).
@@ -41,27 +52,13 @@ WHERE l.eventTimestamp IS NOT NULL{% if not params.all_days %} AND l.deliveryDay
   AND ({% for control in params.controls %}{{ control.condition }}{% if not loop.last %}
        OR {% endif %}{% else %}FALSE{% endfor %});
 
--- A copy loaded first in another delivery day makes this one no finding: looked up by (time, eventID)
--- for the few matching events only.
-{% if not params.all_days %}
+-- A copy of the event loaded before (a lower file id, then record; in any delivery day) is the one
+-- that counts: looked up by (time, eventID) for the few matching events only.
 DELETE c FROM findings_candidates c
 WHERE c.eventID IS NOT NULL
   AND EXISTS (SELECT 1 FROM `{{ params.table }}` o
-              WHERE o.eventTimestamp = c.eventTime AND o.eventID = c.eventID AND o.sourceFileId < c.sourceFileId
-                AND o.deliveryDay <> c.deliveryDay);
-{% endif %}
-
--- Copies among the rest (the same delivery day, or every day with all_days): the first is kept.
-CREATE TEMPORARY TABLE findings_matches (PRIMARY KEY (sourceFileId, recordIndex)) AS
-SELECT *
-FROM (
-    SELECT c.*,
-           CASE WHEN c.eventID IS NULL THEN 1
-                ELSE ROW_NUMBER() OVER (PARTITION BY c.eventTime, c.eventID ORDER BY c.sourceFileId, c.recordIndex)
-           END AS copy_number
-    FROM findings_candidates c
-) AS matched
-WHERE copy_number = 1;
+              WHERE o.eventTimestamp = c.eventTime AND o.eventID = c.eventID
+                AND (o.sourceFileId < c.sourceFileId OR (o.sourceFileId = c.sourceFileId AND o.recordIndex < c.recordIndex)));
 
 {% for control in params.controls %}
 INSERT INTO `{{ params.table }}_findings`
@@ -69,9 +66,9 @@ INSERT INTO `{{ params.table }}_findings`
      sourceIPAddress, eventName, errorCode)
 SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId,
        awsRegion, principal, sourceIPAddress, eventName, errorCode
-FROM findings_matches
+FROM findings_candidates
 WHERE matches_{{ control.number }} <> 0;
 {% endfor %}
 
-DROP TEMPORARY TABLE findings_matches;
 DROP TEMPORARY TABLE findings_candidates;
+{% endif %}

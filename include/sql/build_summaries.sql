@@ -56,6 +56,21 @@ SELECT DATE(l.eventTimestamp) AS event_day,
        l.eventTimestamp AS event_time,
        l.sourceFileId AS file_id,
        l.recordIndex AS record_index
+       {%- if params.get("controls") %},
+       -- The same scan tests the security controls for build_findings.sql (compiled by findings.py;
+       -- bit n-1 for control n) and keeps what a finding shows beyond the columns above.
+       l.recipientAccountId AS account,
+       l.awsRegion AS region,
+       l.sourceIPAddress IS NULL AS no_source_ip,
+       l.eventName IS NULL AS no_event_name,
+       -- (Which controls is asked only of the few events that match one.)
+       CASE WHEN {% for control in params.controls %}{{ control.condition }}{% if not loop.last %}
+                 OR {% endif %}{% endfor %}
+            THEN {% for control in params.controls -%}
+                 (COALESCE({{ control.condition }}, 0) <> 0) * {{ 2 ** (control.number - 1) }}{% if not loop.last %} + {% endif %}
+                 {%- endfor %}
+            ELSE 0 END AS controls_matched
+       {%- endif %}
 FROM `{{ params.table }}` l
 WHERE l.deliveryDay = %(day)s AND l.eventTimestamp IS NOT NULL;
 
@@ -135,6 +150,26 @@ INSERT INTO `{{ params.table }}_parts_source_ips` (delivery_day, event_day, sour
 SELECT %(day)s, event_day, MIN(source_ip), COUNT(*), SUM(error_code IS NOT NULL)
 FROM day_events
 GROUP BY event_day, UNHEX(MD5(source_ip));
+
+{% if params.get("controls") %}
+-- The day's part of the findings: its first copies of events that match a control, and the controls
+-- it was built for (build_findings.sql takes it only for the same controls).
+DELETE FROM `{{ params.table }}_parts_findings` WHERE delivery_day = %(day)s;
+INSERT INTO `{{ params.table }}_parts_findings`
+    (delivery_day, event_day, sourceFileId, recordIndex, eventTime, recipientAccountId, awsRegion, principal,
+     sourceIPAddress, eventName, errorCode, controls_matched)
+SELECT %(day)s, event_day, file_id, record_index, event_time, account, region, principal,
+       CASE WHEN no_source_ip THEN NULL ELSE source_ip END, CASE WHEN no_event_name THEN NULL ELSE event_name END,
+       error_code, controls_matched
+FROM day_events
+WHERE controls_matched <> 0;
+DELETE FROM `{{ params.table }}_parts_findings_built` WHERE delivery_day = %(day)s;
+INSERT INTO `{{ params.table }}_parts_findings_built` (delivery_day, controls) VALUES (%(day)s, %(controls_hash)s);
+{% else %}
+-- Built without controls: the day's part of the findings would be stale, so there is none.
+DELETE FROM `{{ params.table }}_parts_findings_built` WHERE delivery_day = %(day)s;
+DELETE FROM `{{ params.table }}_parts_findings` WHERE delivery_day = %(day)s;
+{% endif %}
 
 -- The touched event days' summaries: the sum of their parts, whichever delivery days hold them.
 DELETE s FROM `{{ params.table }}_daily_events` s JOIN touched_days t ON s.event_day = t.event_day;

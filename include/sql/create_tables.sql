@@ -162,6 +162,32 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_source_ips` (
     PRIMARY KEY (delivery_day, event_day, source_ip)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
+-- What each delivery day's files add to the findings, found in the summaries' scan of the day
+-- (build_summaries.sql): the first copy of each event that matches a control, with one bit per
+-- control (bit n-1 for the n-th control of the list it was built for). build_findings.sql takes a
+-- day's part only when <table>_parts_findings_built says it was built for the same controls.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_findings` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    sourceFileId BIGINT NOT NULL,
+    recordIndex INT NOT NULL,
+    eventTime DATETIME NOT NULL,
+    recipientAccountId VARCHAR(64) NULL,
+    awsRegion VARCHAR(64) NULL,
+    principal VARCHAR(512) NOT NULL,
+    sourceIPAddress VARCHAR(255) NULL,
+    eventName VARCHAR(255) NULL,
+    errorCode VARCHAR(255) NULL,
+    controls_matched BIGINT UNSIGNED NOT NULL,
+    PRIMARY KEY (delivery_day, sourceFileId, recordIndex)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_findings_built` (
+    delivery_day DATE NOT NULL PRIMARY KEY,
+    -- findings.controls_hash of the compiled controls the part was built for.
+    controls CHAR(64) CHARACTER SET ascii NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
 -- Delivery days that retention emptied (their rows, manifest rows and summaries are gone): a file
 -- delivered on one of them is refused by name, not loaded into a day that is no longer whole.
 CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (

@@ -59,3 +59,8 @@ SELECT control, COUNT(*) FROM `{{ table }}_findings`
 {% if not every_day %}WHERE deliveryDay = %(day)s{% endif %}
 GROUP BY control
 {%- endmacro %}
+
+{#- The controls the day's part of the findings was built for (build_summaries.sql), if any. #}
+{% macro findings_part_controls(table) -%}
+SELECT controls FROM `{{ table }}_parts_findings_built` WHERE delivery_day = %(day)s
+{%- endmacro %}

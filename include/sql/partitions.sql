@@ -71,6 +71,10 @@ DELETE FROM `{{ table }}` WHERE event_day < %s
 DELETE FROM `{{ table }}` WHERE delivery_day < %s OR event_day < %s
 {%- endmacro %}
 
+{% macro delete_days_before(table) -%}
+DELETE FROM `{{ table }}` WHERE delivery_day < %s
+{%- endmacro %}
+
 {% macro loaded_days(table) -%}
 SELECT DISTINCT delivery_day FROM `{{ table }}_files`
 WHERE status = 'loaded' AND delivery_day IS NOT NULL

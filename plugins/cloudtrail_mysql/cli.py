@@ -481,7 +481,7 @@ def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str |
     controls = load_controls(controls_file)
     print(f"{table}: indexes where missing in {create_indexes(conn, table):.1f} s")
     for day in days:
-        print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day):.1f} s")
+        print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day, controls):.1f} s")
         started = time.monotonic()
         found = build_findings(conn, table, controls, day.isoformat())
         print(f"{table}: findings of the events delivered on {day} in {time.monotonic() - started:.1f} s: "

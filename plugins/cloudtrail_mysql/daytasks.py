@@ -1,7 +1,7 @@
-"""A day's work after its load, for the command (the DAG runs the same include/sql files as SQL tasks).
+"""A day's work after its load, for the command and the DAG alike (the same include/sql files).
 
-Indexes where missing, the summaries of the event days a delivery day touched, and retention.
-Plain DB-API (mysqlclient); no Airflow.
+Indexes where missing, the summaries of the event days a delivery day touched (and, in the same
+scan, the day's part of the findings), and the delivery days loaded. Plain DB-API; no Airflow.
 """
 
 from __future__ import annotations
@@ -9,21 +9,26 @@ from __future__ import annotations
 import logging
 import time
 from datetime import date
-from typing import Any
+from typing import Any, Sequence
 
 from cloudtrail_mysql import sql
+from cloudtrail_mysql.findings import MAX_CONTROLS_IN_PARTS, Control, compile_controls
 
 __all__ = ["build_summaries", "create_indexes", "delivery_days", "run_sql_file"]
 
 log = logging.getLogger(__name__)
 
 
-def run_sql_file(conn: Any, name: str, table: str, **values: Any) -> float:
-    """Run include/sql/<name> for ``table`` as the DAG's SQL task does (values bound by name); seconds."""
+def run_sql_file(conn: Any, name: str, table: str, rendering: dict[str, Any] | None = None, **values: Any) -> float:
+    """Run include/sql/<name> for ``table`` as the DAG's SQL task does (``rendering``: more Jinja
+    params; values bound by name); seconds."""
     started = time.monotonic()
+    rendered = sql.render(name, table=sql.validate_identifier(table), **(rendering or {}))
+    # Compiled controls make statements too long for sqlparse; such files end statements at line ends.
+    statements = sql.split_long_statements(rendered) if rendering else sql.split_statements(rendered)
     cursor = conn.cursor()
-    for statement in sql.split_statements(sql.render(name, table=sql.validate_identifier(table))):
-        cursor.execute(statement, values or None)
+    for statement in statements:
+        cursor.execute(statement, values if values and "%(" in statement else None)
         if cursor.description:
             cursor.fetchall()
     cursor.close()
@@ -36,9 +41,15 @@ def create_indexes(conn: Any, table: str) -> float:
     return run_sql_file(conn, "create_indexes.sql", table)
 
 
-def build_summaries(conn: Any, table: str, day: date) -> float:
-    """Rebuild the summaries of every event day that the files delivered on ``day`` hold; seconds."""
-    seconds = run_sql_file(conn, "build_summaries.sql", table, day=day)
+def build_summaries(conn: Any, table: str, day: date, controls: Sequence[Control] = ()) -> float:
+    """Rebuild the summaries of every event day that the files delivered on ``day`` hold, and the
+    day's part of the findings for ``controls`` (build_findings then needs no scan of its own); seconds."""
+    if not controls or len(controls) > MAX_CONTROLS_IN_PARTS:
+        seconds = run_sql_file(conn, "build_summaries.sql", table, day=day)
+    else:
+        compiled = compile_controls(controls)
+        seconds = run_sql_file(conn, "build_summaries.sql", table, {"controls": compiled.controls},
+                               day=day, controls_hash=compiled.hash, **compiled.params)
     log.info("%s: summaries of delivery day %s rebuilt in %.1f s", table, day, seconds)
     return seconds
 

@@ -11,23 +11,31 @@ rules, and what was chosen where AWS's documentation is silent, are in docs/find
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
+import orjson
+
 __all__ = [
+    "CompiledControls",
     "Control",
     "ControlsFileError",
     "PatternError",
     "builtin_controls_path",
     "build_findings",
+    "compile_controls",
     "compile_pattern",
     "day_findings",
     "load_controls",
     "parse",
 ]
+
+log = logging.getLogger(__name__)
 
 
 # -- controls --------------------------------------------------------------------------------------
@@ -542,11 +550,23 @@ def compile_pattern(node: Node, prefix: str = "p", alias: str = "l") -> tuple[st
 
 
 # -- the findings table ----------------------------------------------------------------------------
-def render_build(table: str, controls: Sequence[Control], all_days: bool = False) -> tuple[list[str], dict[str, Any]]:
-    """The statements of include/sql/build_findings.sql for these controls, and their parameters."""
-    from cloudtrail_mysql import sql
+# The day's part of the findings keeps one bit per control in a BIGINT UNSIGNED: more controls than
+# that are found by build_findings.sql's own scan only.
+MAX_CONTROLS_IN_PARTS = 64
 
-    sql.validate_identifier(table)
+
+@dataclass(frozen=True)
+class CompiledControls:
+    """Controls as build_summaries.sql and build_findings.sql take them: [{number, condition}] with
+    the values bound as parameters (%(cN_...)s, the id as %(cN_id)s), and a hash that tells whether
+    a day's part of the findings was built for these very controls."""
+
+    controls: list[dict[str, Any]]
+    params: dict[str, Any]
+    hash: str
+
+
+def compile_controls(controls: Sequence[Control]) -> CompiledControls:
     params: dict[str, Any] = {}
     compiled = []
     for number, control in enumerate(controls, 1):
@@ -554,28 +574,46 @@ def render_build(table: str, controls: Sequence[Control], all_days: bool = False
         params.update(bound)
         params[f"c{number}_id"] = control.id
         compiled.append({"number": number, "condition": condition})
-    rendered = sql.render("build_findings.sql", table=table, controls=compiled, all_days=all_days)
-    return _statements(rendered), params
+    fingerprint = hashlib.sha256(orjson.dumps([compiled, params], option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return CompiledControls(compiled, params, fingerprint)
 
 
-def _statements(rendered: str) -> list[str]:
-    """The statements of build_findings.sql: each ends with ';' at the end of a line, comments are
-    whole '--' lines. (sqlparse gives up on statements of 10,000 tokens, which many controls make.)"""
-    lines = [line for line in rendered.splitlines() if not line.lstrip().startswith("--")]
-    statements = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
-    return [statement.strip() for statement in statements if statement.strip()]
+def render_build(
+    table: str, controls: Sequence[Control], all_days: bool = False, from_parts: bool = False
+) -> tuple[list[str], dict[str, Any]]:
+    """The statements of include/sql/build_findings.sql for these controls, and their parameters."""
+    from cloudtrail_mysql import sql
+
+    sql.validate_identifier(table)
+    compiled = compile_controls(controls)
+    rendered = sql.render(
+        "build_findings.sql", table=table, controls=compiled.controls, all_days=all_days, from_parts=from_parts
+    )
+    return sql.split_long_statements(rendered), dict(compiled.params)
+
+
+def _part_is_current(cursor: Any, table: str, day: str, compiled: CompiledControls) -> bool:
+    """Whether build_summaries.sql built the day's part of the findings for these controls."""
+    from cloudtrail_mysql import sql
+
+    cursor.execute(sql.macro("day_report.sql", "findings_part_controls", table), {"day": day})
+    row = cursor.fetchone()
+    return row is not None and row[0] == compiled.hash
 
 
 def build_findings(conn: Any, table: str, controls: Sequence[Control], day: str | None = None) -> dict[str, int]:
     """Rebuild the findings of the events delivered on ``day`` (every event in the table when
-    ``day`` is None), in one transaction; returns the findings per control of what was rebuilt."""
+    ``day`` is None), in one transaction; returns the findings per control of what was rebuilt.
+    A day's findings come from its part (found by the summaries' scan) when that was built for
+    these controls, else from a scan of their own."""
     from cloudtrail_mysql import sql
 
-    statements, params = render_build(table, controls, all_days=day is None)
-    if day is not None:
-        params["day"] = day
     cursor = conn.cursor()
     try:
+        from_parts = day is not None and _part_is_current(cursor, table, day, compile_controls(controls))
+        statements, params = render_build(table, controls, all_days=day is None, from_parts=from_parts)
+        if day is not None:
+            params["day"] = day
         for statement in statements:
             cursor.execute(statement, params if "%(" in statement else None)
         cursor.execute(sql.macro("day_report.sql", "findings_per_control", table, day is None), {"day": day})
@@ -586,6 +624,8 @@ def build_findings(conn: Any, table: str, controls: Sequence[Control], day: str 
         raise
     finally:
         cursor.close()
+    log.info("%s: findings of %s built %s", table, day or "every day",
+             "from the day's part (the summaries' scan)" if from_parts else "in a scan of their own")
     return {control.id: counts.get(control.id, 0) for control in controls if counts.get(control.id)}
 
 

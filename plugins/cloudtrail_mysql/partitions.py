@@ -39,7 +39,9 @@ UNDATED_PARTITION = "p_undated"
 LOCK_WAIT_SECONDS = 300
 # Summary tables emptied with the days retention drops (findings too, where the table exists).
 SUMMARY_SUFFIXES = ("_daily_events", "_daily_errors", "_daily_principals", "_daily_source_ips", "_findings")
-PARTS_SUFFIXES = ("_parts_events", "_parts_errors", "_parts_principals", "_parts_source_ips")
+PARTS_SUFFIXES = ("_parts_events", "_parts_errors", "_parts_principals", "_parts_source_ips", "_parts_findings")
+# Tables of one row per delivery day.
+DAY_SUFFIXES = ("_parts_findings_built",)
 
 
 class NotPartitioned(RuntimeError):
@@ -266,6 +268,9 @@ def apply_retention(conn: Any, table: str, day: date, keep_days: int) -> Retenti
         for suffix in PARTS_SUFFIXES:
             if f"{table}{suffix}" in existing:
                 cursor.execute(sql.macro(_SQL, "delete_parts_before", f"{table}{suffix}"), (cutoff, cutoff))
+        for suffix in DAY_SUFFIXES:
+            if f"{table}{suffix}" in existing:
+                cursor.execute(sql.macro(_SQL, "delete_days_before", f"{table}{suffix}"), (cutoff,))
         conn.commit()
         cursor.close()
     result = RetentionResult(

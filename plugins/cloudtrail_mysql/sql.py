@@ -92,6 +92,15 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip().rstrip(";").strip() for s in statements if s.strip().rstrip(";").strip()]
 
 
+def split_long_statements(rendered: str) -> list[str]:
+    """Statements of a rendered file whose statements each end with ';' at the end of a line and
+    whose comments are whole '--' lines: for files with compiled controls, whose statements of
+    10,000 tokens make sqlparse give up."""
+    lines = [line for line in rendered.splitlines() if not line.lstrip().startswith("--")]
+    statements = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
+    return [statement.strip() for statement in statements if statement.strip()]
+
+
 @lru_cache(maxsize=256)
 def macro(file: str, name: str, *args: Any, **kwargs: Any) -> str:
     """One statement of a macro file such as include/sql/loader.sql."""
