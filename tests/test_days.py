@@ -158,6 +158,8 @@ def test_retention_keeps_the_last_days_whole_and_refuses_a_late_file_into_a_drop
     assert mysql_db.count() == sum(len(samples[day].events()) for day in kept)
     for summary in ("events", "errors", "principals", "source_ips"):
         assert mysql_db.query(f"SELECT MIN(event_day) FROM logs_daily_{summary}")[0][0] == kept[0]
+    for part in ("events", "errors", "principals", "source_ips", "findings", "findings_built"):
+        assert mysql_db.query(f"SELECT MIN(delivery_day) FROM logs_parts_{part}")[0][0] == kept[0], part
     assert mysql_db.query("SELECT delivery_day, files, events FROM logs_dropped_days ORDER BY 1") == [
         (day, loaded_files[day], len(samples[day].events())) for day in days[:2]
     ]
@@ -295,9 +297,17 @@ def _rendered_sql() -> dict[str, list[str]]:
         elif path.name == "build_findings.sql":
             from cloudtrail_mysql.findings import load_controls, render_build
 
-            for all_days in (False, True):
-                statements, _ = render_build("logs", load_controls(), all_days=all_days)
-                rendered[f"{path.name}:all_days={all_days}"] = statements
+            for all_days, from_parts in ((False, False), (True, False), (False, True)):
+                statements, _ = render_build("logs", load_controls(), all_days=all_days, from_parts=from_parts)
+                rendered[f"{path.name}:all_days={all_days},from_parts={from_parts}"] = statements
+        elif path.name == "build_summaries.sql":
+            from cloudtrail_mysql.findings import compile_controls, load_controls
+
+            rendered[path.name] = sql.split_statements(sql.render(path.name, table="logs"))
+            controls = compile_controls(load_controls()).controls
+            rendered[f"{path.name}:controls"] = sql.split_long_statements(
+                sql.render(path.name, table="logs", controls=controls)
+            )
         else:
             rendered[path.name] = sql.split_statements(
                 sql.render(path.name, table="logs", database="cloudtrail", collation="utf8mb4_0900_bin")
