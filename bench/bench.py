@@ -145,7 +145,7 @@ def growth(args: argparse.Namespace) -> None:
     """Growth mode (--days): one table, a day a run, as production runs the DAG."""
     from datetime import timedelta
 
-    from cloudtrail_mysql.records import delivery_day
+    from cloudtrail_mysql.layout import delivery_day
 
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
