@@ -2,7 +2,7 @@
 
 Plain Python, no Airflow and no database: the command-line loader and the Airflow operator both
 call this, and tests can run it alone. What columns exist, and how wide they are, is read from
-the table itself (see ``writer.table_columns``), so the SQL schema stays the one source of truth.
+the table itself (see ``table.LogsTable.columns``), so the SQL schema stays the one source of truth.
 """
 
 from __future__ import annotations
@@ -649,7 +649,7 @@ class RowBuilder:
         # A row over max_row_bytes fails its file (row_limit_reason: what sets the limit, if not the option).
         self.max_row_bytes = max_row_bytes
         self.row_limit_reason = row_limit_reason
-        # The limits its files are read with (set by the writer; read_file reads ahead with them).
+        # The limits its files are read with (set by the table; prepare_file parses ahead with them).
         self.limits: Limits | None = None
         self.columns = tuple(columns)
         self.column_names = tuple(column.name for column in self.columns)
