@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
+from typing import Any, Callable, Collection, Generator, Iterable, Iterator, Sequence
 
 from cloudtrail_mysql.files import FileResult, SourceFile
 from cloudtrail_mysql.front import DEFAULT_KINDS
@@ -311,7 +311,7 @@ def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
 
 def _commit_stage(
     jobs: Sequence[_Job], writers: Sequence[MySqlWriter], commit: Callable[[_Job, MySqlWriter], FileResult]
-) -> Iterator[None]:
+) -> Generator[None, None, None]:
     """Commit the jobs in order, one thread per writer, setting each job's result; yields once per job,
     when the next job in order has its result. After an exception no new job is started."""
     if len(writers) <= 1 or len(jobs) <= 1:
