@@ -112,7 +112,7 @@ def prepare_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], build
     return prepared
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     """A file to commit: ``new`` if the manifest had no row for it; ``compare`` if it had rows but
     the file has no ETag yet (a local file): then its MD5, once fetched, is compared with them."""
@@ -170,6 +170,11 @@ class _PrepareStage:
             if ahead is not None:
                 self._pending_bytes -= ahead[1]
                 self._top_up()
+            elif self._upcoming:
+                try:  # more connections than files ahead: its turn came first, prepared here, not twice
+                    self._upcoming.remove(job)
+                except ValueError:
+                    pass
         if ahead is None:
             return prepare_file(job.source, self._fetch)
         return ahead[0].result()
