@@ -10,8 +10,14 @@ from cloudtrail_mysql.files import FileResult, SourceFile, replaced_note
 from cloudtrail_mysql.front import LoadOptions, LoadSummary, kinds_for
 from cloudtrail_mysql.layout import FileKind
 from cloudtrail_mysql.mysql_errors import (
-    ConnectionLost, LoadDataUnavailable, MySqlSetupError, StatementTooLarge, TransientMySqlError, at_mysql,
-    describe_mysql_error, typed_error,
+    ConnectionLost,
+    LoadDataUnavailable,
+    MySqlSetupError,
+    StatementTooLarge,
+    TransientMySqlError,
+    at_mysql,
+    describe_mysql_error,
+    typed_error,
 )
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from cloudtrail_mysql.files import FileResult, SourceFile, replaced_rows
 from cloudtrail_mysql.layout import FileKind

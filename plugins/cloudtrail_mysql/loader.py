@@ -29,18 +29,26 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection, Generator, Iterable, Iterator, Sequence
+from typing import Any
 
 from cloudtrail_mysql.files import FileResult, SourceFile
 from cloudtrail_mysql.front import DEFAULT_KINDS
 from cloudtrail_mysql.layout import FileKind, classify
 from cloudtrail_mysql.manifest import ManifestSnapshot
 from cloudtrail_mysql.mysql_errors import (
-    ConnectionLost, LoadDataUnavailable, MySqlError, MySqlSetupError, StatementTooLarge, TransientMySqlError, at_mysql,
-    describe_mysql_error, setup_error,
+    ConnectionLost,
+    LoadDataUnavailable,
+    MySqlError,
+    MySqlSetupError,
+    StatementTooLarge,
+    TransientMySqlError,
+    at_mysql,
+    describe_mysql_error,
+    setup_error,
 )
 from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, Limits, RecordsOnDemand, RowBuilder, read_records
 from cloudtrail_mysql.table import TsvRows

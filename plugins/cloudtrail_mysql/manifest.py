@@ -7,8 +7,9 @@ the claimed row is the authority on whether the file is loaded, whatever the sna
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.files import SourceFile

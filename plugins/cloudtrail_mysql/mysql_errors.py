@@ -16,8 +16,9 @@ means LOAD DATA is not allowed: which one is decided by the statement that raise
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = [
     "ConnectionLost", "LoadDataUnavailable", "MySqlConnectError", "MySqlError", "MySqlSetupError", "StatementTooLarge",

@@ -11,8 +11,9 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterable
 from datetime import date
-from typing import Any, Iterable
+from typing import Any
 
 from cloudtrail_mysql import partitions, sql
 from cloudtrail_mysql.records import Column, Limits, RowBuilder

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from cloudtrail_mysql.files import FileResult, SourceFile, replaced_note
 from cloudtrail_mysql.manifest import Manifest, same_content
