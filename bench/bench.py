@@ -302,8 +302,8 @@ def main() -> None:
             for suffix, folder in plugins if run % 2 else plugins[::-1]:
                 if "ours" in only:  # through the command
                     mysql(f"DROP DATABASE IF EXISTS {database}")
-                    measured = measure([*_command(folder), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)],
-                                       env={"PYTHONPATH": str(folder)})
+                    command = [*_command(folder), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)]
+                    measured = measure(command, env={"PYTHONPATH": str(folder)})
                     _record(methods["ours" + suffix], measured, _count(database, "logs"))
             for suffix, folder in plugins if run % 2 else plugins[::-1]:
                 if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
@@ -497,8 +497,8 @@ def _ab(methods: dict[str, Method]) -> str:
         mine, base = methods[name], methods[name + "-base"]
         if not mine.seconds or not base.seconds:
             continue
-        speed = statistics.median(theirs / ours for ours, theirs in zip(mine.seconds, base.seconds))
-        memory = statistics.median(ours / theirs for ours, theirs in zip(mine.rss_kib, base.rss_kib))
+        speed = statistics.median(theirs / ours for ours, theirs in zip(mine.seconds, base.seconds, strict=True))
+        memory = statistics.median(ours / theirs for ours, theirs in zip(mine.rss_kib, base.rss_kib, strict=True))
         lines.append(
             f"A/B {name}: median {statistics.median(mine.seconds):.2f} s vs base {statistics.median(base.seconds):.2f} s "
             f"(runs: {', '.join(f'{s:.2f}' for s in mine.seconds)} vs {', '.join(f'{s:.2f}' for s in base.seconds)}); "
