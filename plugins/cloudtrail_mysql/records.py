@@ -2,7 +2,8 @@
 
 Plain Python, no Airflow and no database: the command-line loader and the Airflow operator both
 call this, and tests can run it alone. What columns exist, and how wide they are, is read from
-the table itself (the ``table_columns`` query of include/sql/loader.sql), so the SQL schema stays the one source of truth.
+the table itself (the ``table_columns`` query of include/sql/loader.sql), so the SQL schema stays
+the one source of truth.
 """
 
 from __future__ import annotations
