@@ -41,9 +41,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -317,7 +317,7 @@ def main() -> None:
         print(f"DAG file parse time (airflow dags report, median of 3): {_parse_seconds(s3):.3f} s")
 
 
-def _parse_seconds(s3: "_S3") -> float:
+def _parse_seconds(s3: _S3) -> float:
     """What Airflow's own `dags report` says parsing the DAG file takes."""
     found = []
     for _ in range(3):
@@ -364,9 +364,10 @@ class _S3:
     each GET answered after ``latency_ms``: 0 here, tens of milliseconds from a real S3."""
 
     def __init__(self, work: Path, files: list[Path], latency_ms: float = 0.0, root: Path | None = None) -> None:
-        import boto3
         import logging
         import threading
+
+        import boto3
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from collections import Counter
 from copy import deepcopy
-from decimal import Decimal
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

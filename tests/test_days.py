@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 import pytest
+
 from cloudtrail_mysql import cli, sql
 from cloudtrail_mysql.daytasks import create_indexes
 from conftest import CLI, SampleDay, make_sample_day

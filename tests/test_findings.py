@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_sample_day, read_events, run_cli
-from test_dag import _connections, _dags_test, _put
 
 from cloudtrail_mysql.findings import (
     And,
+    Check,
     Compare,
     ControlsFileError,
     Or,
     PatternError,
-    Check,
     compile_pattern,
     load_controls,
     parse,
 )
+from conftest import make_sample_day, read_events, run_cli
+from test_dag import _connections, _dags_test, _put
 
 DAY = date(2017, 4, 10)
 ACCOUNT = "111122223333"

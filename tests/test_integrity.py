@@ -20,8 +20,17 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql import sql
-
-from conftest import CLI, database_exists, drop_database, make_sample_day, mysql_url, read_events, run_cli, unique_database_name, upload_files
+from conftest import (
+    CLI,
+    database_exists,
+    drop_database,
+    make_sample_day,
+    mysql_url,
+    read_events,
+    run_cli,
+    unique_database_name,
+    upload_files,
+)
 
 WORKERS = ("--workers", "2")
 
@@ -337,10 +346,10 @@ class _Trap:
 def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
     airflow_env: dict[str, str], mysql_db, s3_bucket, s3_server: str, tmp_path: Path
 ) -> None:
-    from datetime import date, datetime, timedelta, timezone
+    from datetime import UTC, date, datetime, timedelta
 
-    from conftest import _mysql_connect
     from cloudtrail_mysql.sample import day_files
+    from conftest import _mysql_connect
 
     client, bucket = s3_bucket
     upload_files(client, bucket, day_files(date(2017, 4, 9), records=20, accounts=("111122223333",), regions=("us-east-1",), digests=False))
@@ -361,7 +370,7 @@ def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
     }
     trap = {"mysql_conn_id": "mysql_trap", "aws_conn_id": "aws_trap"}
     real = {"mysql_conn_id": "mysql_real", "aws_conn_id": "aws_real"}
-    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     cases = {
         "bad_bucket": ("2017-04-10", {**trap, "bucket": "../etc"}),
         "before_cloudtrail": ("2017-04-09", {**trap, "bucket": bucket, "day": "2013-10-31"}),

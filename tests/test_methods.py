@@ -13,7 +13,6 @@ import pytest
 from conftest import make_sample_day, run_cli
 
 
-
 def _rows(mysql_db: Any, table: str) -> list[tuple]:
     columns = [
         name for (name,) in mysql_db.query(

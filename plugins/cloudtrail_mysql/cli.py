@@ -23,10 +23,11 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import __version__, sql
@@ -34,7 +35,12 @@ from cloudtrail_mysql.loader import DEFAULT_KINDS, LOAD_AGAIN_HINT, MySqlSetupEr
 from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
 from cloudtrail_mysql.records import FileKind, Limits, delivery_day, parse_size
 from cloudtrail_mysql.writer import (
-    FileResult, MySqlWriter, SourceFile, describe_mysql_error, replaced_rows, retry_seconds_from_env,
+    FileResult,
+    MySqlWriter,
+    SourceFile,
+    describe_mysql_error,
+    replaced_rows,
+    retry_seconds_from_env,
 )
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Union
 
 __all__ = [
     "Control",
@@ -170,9 +171,9 @@ def tokenize(pattern: str, control: str = "") -> list[Token]:
     return tokens
 
 
-def _selector(pattern: str, i: int, control: str) -> tuple[tuple[Union[str, int], ...], int]:
+def _selector(pattern: str, i: int, control: str) -> tuple[tuple[str | int, ...], int]:
     """``$.a.b[0].c`` from position i: its path (names and array indexes) and where it ends."""
-    path: list[Union[str, int]] = []
+    path: list[str | int] = []
     i += 1
     n = len(pattern)
     while i < n and pattern[i] in ".[":
@@ -213,7 +214,7 @@ def _quoted(pattern: str, i: int, control: str) -> tuple[str, int]:
 
 
 # -- AST -------------------------------------------------------------------------------------------
-FieldPath = tuple[Union[str, int], ...]
+FieldPath = tuple[str | int, ...]
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Collection, Iterable, Iterator
+from typing import Any
 
 from cloudtrail_mysql.records import FileKind
 from cloudtrail_mysql.writer import SourceFile

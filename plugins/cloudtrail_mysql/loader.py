@@ -23,16 +23,30 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cloudtrail_mysql.records import (
-    CloudTrailFileError, DigestFile, FileKind, Limits, RecordsOnDemand, RowBuilder, classify, read_records,
+    CloudTrailFileError,
+    DigestFile,
+    FileKind,
+    Limits,
+    RecordsOnDemand,
+    RowBuilder,
+    classify,
+    read_records,
 )
 from cloudtrail_mysql.writer import (
-    FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, describe_mysql_error, mysql_error_code,
+    FileResult,
+    LoadDataUnavailable,
+    MySqlWriter,
+    SourceFile,
+    TsvRows,
+    describe_mysql_error,
+    mysql_error_code,
 )
 
 __all__ = [

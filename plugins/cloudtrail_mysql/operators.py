@@ -8,7 +8,8 @@ core functions the command-line loader uses.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files

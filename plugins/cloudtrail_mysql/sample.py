@@ -13,10 +13,11 @@ import gzip
 import random
 import string
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -229,7 +230,7 @@ def day_files(
     streams = [(a, r) for a in accounts for r in regions]
     per_stream = max(1, records // len(streams))
     count = files_per_region or max(1, min(288, per_stream // 20))
-    start = datetime.combine(day, time(0, 0), tzinfo=timezone.utc)
+    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
     base = f"{key_prefix.strip('/')}/" if key_prefix.strip("/") else ""
     base += "AWSLogs/" + (f"{organization_id}/" if organization_id else "")
     produced = 0

@@ -13,14 +13,21 @@ import os
 import re
 import tempfile
 import time
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, NoReturn
 
 from cloudtrail_mysql import partitions, sql
 from cloudtrail_mysql.records import (
-    UNDATED_DAY, CloudTrailFileError, Column, Limits, RowBuilder, delivery_day, file_identity,
+    UNDATED_DAY,
+    CloudTrailFileError,
+    Column,
+    Limits,
+    RowBuilder,
+    delivery_day,
+    file_identity,
 )
 
 __all__ = [
@@ -514,7 +521,7 @@ class MySqlWriter:
             cursor.close()
         return FileResult(source.location, "failed", seconds=time.monotonic() - started, detail=message)
 
-    def _refuse_dropped_day(self, cursor: Any, source: SourceFile) -> None:
+    def _refuse_dropped_day(self, cursor: Any, source: SourceFile) -> NoReturn:
         cursor.execute(sql.macro(_LOADER_SQL, "dropped_day", self.table), (source.delivery_day,))
         found = cursor.fetchone()
         when = f" on {found[0]:%Y-%m-%d %H:%M} UTC" if found else ""
