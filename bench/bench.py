@@ -156,7 +156,8 @@ def growth(args: argparse.Namespace) -> None:
     ]
     database = "ctm_bench_growth"
     url = f"mysql://root@127.0.0.1:3306/{database}"
-    print(f"growth: {len(days)} days of {'the files in ' + args.data if args.data else f'{args.records:,} events'} ({len(files)} files in all) through "
+    what = f"the files in {args.data}" if args.data else f"{args.records:,} events"
+    print(f"growth: {len(days)} days of {what} ({len(files)} files in all) through "
           f"`airflow dags test`, one table; {os.cpu_count()} cores", flush=True)
     mysql(f"DROP DATABASE IF EXISTS {database}")
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
@@ -285,11 +286,16 @@ def main() -> None:
                       "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
                       "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
                       "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
-                measured = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
+                measured = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers),
+                                   *map(str, baseline_files)])
                 _record(methods["baseline"], measured, _count(database, "tutorial_logs"))
             if "ceiling" in only:  # same schema as ours, created by our code, then LOAD DATA of the prepared rows
                 mysql(f"DROP DATABASE IF EXISTS {database}")
-                subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
+                ensure = f"ensure_database(MySqlTarget.from_url({url!r}), 'logs')"
+                subprocess.run(
+                    [str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; {ensure}"],
+                    check=True,
+                )
                 measured = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
                 _record(methods["ceiling"], measured, _count(database, "logs"))
             if "ours" in only:  # through the command
@@ -438,7 +444,7 @@ def _median(values: list[float]) -> str:
 def _ratio(method: Method, reference: Method, digits: int) -> str:
     """Median of the per-run ratios of rates: runs are interleaved, so each pair saw the same
     machine (this one is shared and noisy), which a ratio of separate medians would not."""
-    pairs = list(zip(method.seconds, reference.seconds))
+    pairs = list(zip(method.seconds, reference.seconds, strict=False))
     if not pairs or not reference.rows:
         return "-"
     ratios = [(method.rows / mine) / (reference.rows / theirs) for mine, theirs in pairs]
@@ -481,7 +487,7 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
             s3 = method.s3_cpu or [0.0] * len(method.client_cpu)
-            total = statistics.median(c + m + s for c, m, s in zip(method.client_cpu, method.server_cpu, s3))
+            total = statistics.median(c + m + s for c, m, s in zip(method.client_cpu, method.server_cpu, s3, strict=False))
             per_row[name] = total / method.rows * 1e6
             cores = os.cpu_count() or 1
             parts = "loader + MySQL + S3 server" if method.s3_cpu else "loader + MySQL"

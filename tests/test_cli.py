@@ -47,7 +47,7 @@ def _summary(result) -> dict[str, int]:
     )
     assert match, f"no summary line in stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     keys = ("loaded", "already_loaded", "skipped", "failed", "rows")
-    return dict(zip(keys, map(int, match.groups())))
+    return dict(zip(keys, map(int, match.groups()), strict=True))
 
 
 def _request_ids(db) -> Counter:

@@ -366,7 +366,7 @@ def test_each_control_matches_exactly_its_documented_events_and_no_near_miss(tmp
 
     controls = load_controls()
     want: dict[str, set[tuple[str, int]]] = {}
-    for index, (event, labels) in enumerate(LABELLED):
+    for index, (_event, labels) in enumerate(LABELLED):
         for control in labels:
             want.setdefault(control, set()).add((path.name, index))
     # The labels and the independent evaluator agree, and the SQL gives exactly that.
@@ -445,7 +445,8 @@ def test_generated_days_give_exactly_the_events_the_patterns_select_and_rebuilds
     shown = run_cli("findings", "--day", str(DAY), "--limit", "2", "--controls", mine, "--mysql-url", mysql_db.url)
     assert shown.returncode == 0, shown.stderr
     on_day = {c: {k for k in v if _event_day(files, k) == DAY} for c, v in expected.items()}
-    assert f"CloudWatch.2 (Low): Ensure a log metric filter and alarm exist for unauthorized API calls: {len(on_day['CloudWatch.2'])} finding(s)" in shown.stdout
+    title = "Ensure a log metric filter and alarm exist for unauthorized API calls"
+    assert f"CloudWatch.2 (Low): {title}: {len(on_day['CloudWatch.2'])} finding(s)" in shown.stdout
     as_json = run_cli("findings", "--day", str(DAY), "--json", "--limit", "0", "--mysql-url", mysql_db.url)
     document = json.loads(as_json.stdout)
     assert {c["control"]: c["findings"] for c in document["controls"]} == {c: len(v) for c, v in on_day.items() if v}

@@ -45,7 +45,7 @@ def _hostile_path(root: Path, uid: str) -> Path:
 def _summary(stdout: str) -> dict[str, int]:
     match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout)
     assert match, f"no summary line in stdout:\n{stdout}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups())))
+    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _good_files(root: Path, records: int = 120) -> list[Path]:

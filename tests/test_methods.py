@@ -91,7 +91,8 @@ def test_load_data_and_insert_store_identical_rows(
     make_sample_day(root, records=300, insight=False)
     extra = 0
     if with_awkward_values:
-        extra = _awkward_file(root / "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10/111122223333_CloudTrail_us-east-1_20170410T1135Z_AWKWARDAWKWARDAW.json.gz")
+        folder = root / "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10"
+        extra = _awkward_file(folder / "111122223333_CloudTrail_us-east-1_20170410T1135Z_AWKWARDAWKWARDAW.json.gz")
 
     for method, table in (("load_data", "via_load_data"), ("insert", "via_insert")):
         result = run_cli("import", root, "--mysql-url", mysql_db.url, "--table", table, "--method", method, "--workers", "1")
@@ -103,7 +104,8 @@ def test_load_data_and_insert_store_identical_rows(
 
     if with_awkward_values:
         found = mysql_db.query_dicts(
-            "SELECT eventName, errorMessage, requestParameters, eventID, recipientAccountId, readOnly FROM via_load_data WHERE sourceKey LIKE %s ORDER BY recordIndex",
+            "SELECT eventName, errorMessage, requestParameters, eventID, recipientAccountId, readOnly FROM via_load_data"
+            " WHERE sourceKey LIKE %s ORDER BY recordIndex",
             "%AWKWARD%",
         )
         assert found[0]["eventName"] == "Put\tObject"

@@ -727,9 +727,9 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     # SQL's NULL as NULL, not as Python's None (records without eventSource, e.g. Insight events).
     rows = [tuple("NULL" if value is None else value for value in row) for row in rows]
     widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def _positive_int(text: str) -> int:

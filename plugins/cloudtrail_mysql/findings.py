@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "Control",
@@ -253,7 +253,7 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Union[Compare, Check, And, Or]
+Node = Compare | Check | And | Or
 
 
 class _Parser:
@@ -614,7 +614,7 @@ def day_findings(query: Any, table: str, day: str, limit: int = 20) -> list[Cont
     per_control: dict[str, ControlFindings] = {}
     for control, count, *values in query(statement, {"day": day, "limit": limit if limit > 0 else 2**62}):
         entry = per_control.setdefault(str(control), ControlFindings(str(control), int(count), []))
-        entry.rows.append(dict(zip(FINDING_COLUMNS, values)))
+        entry.rows.append(dict(zip(FINDING_COLUMNS, values, strict=True)))
     return [per_control[c] for c in control_order(per_control)]
 
 

@@ -826,7 +826,7 @@ class RowBuilder:
             if not lines:
                 return
             if max(map(len, lines)) > limit_chars:
-                for (index, _), line in zip(chunk, lines):
+                for (index, _), line in zip(chunk, lines, strict=True):
                     if len(line) > limit_chars:
                         self._check_size(source_key, index, line)
             lines.append("")
