@@ -387,3 +387,11 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     migrated = subprocess.run([str(AIRFLOW), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need an isolated Airflow (``airflow_env``: db migrate, the airflow CLI) are marked
+    ``airflow``, so that ``make test-quick`` (-m "not slow and not ui and not airflow") leaves them out."""
+    for item in items:
+        if "airflow_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.airflow)
