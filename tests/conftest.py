@@ -11,8 +11,11 @@ Fixtures (names are relied upon by other test modules, keep them stable):
 * ``s3_env`` (session)        -- environment additions for running the command against that server.
 * ``s3_bucket`` (function)    -- ``(client, bucket_name)``: a fresh bucket on that server.
 * ``sample_day`` (function)   -- a small generated CloudTrail day written under ``tmp_path``.
+* ``run_main`` (function)     -- the command in-process (``cloudtrail_mysql.cli.main``), called as
+  ``run_cli`` is; for tests where a separate process is not the point.
 
-Helpers (import them with ``from conftest import ...``): ``run_cli``, ``make_sample_day``,
+Helpers (import them with ``from conftest import ...``): ``run_cli`` (the installed command, in a
+process of its own: exit codes, signals, memory, timeouts), ``make_sample_day``,
 ``upload_files``, ``read_events``, ``SampleDay``.
 
 Expected values in tests are computed from the generated files with the standard library only
@@ -27,7 +30,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -364,6 +367,37 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+@pytest.fixture
+def run_main(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli``'s twin in-process: ``main(argv)`` with the same arguments and ``env``, its exit code
+    and what it printed (capsys) as a CompletedProcess. No interpreter start-up per call."""
+    import boto3
+
+    from cloudtrail_mysql.cli import main
+
+    def run(*args: Any, env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [str(arg) for arg in args]
+        with monkeypatch.context() as patch:
+            patch.delenv("CLOUDTRAIL_MYSQL_URL", raising=False)
+            for name, value in (env or {}).items():
+                if value is None:
+                    patch.delenv(name, raising=False)
+                else:
+                    patch.setenv(name, value)
+            patch.setattr(boto3, "DEFAULT_SESSION", None)  # credentials and endpoint from this environment
+            capsys.readouterr()
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([str(CLI), *argv], code, out, err)
+
+    return run
 
 
 # -- Airflow --------------------------------------------------------------------------------------
