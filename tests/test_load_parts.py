@@ -59,18 +59,18 @@ def test_unknown_errors_pass_the_boundary_unchanged_and_typed_errors_say_what_ha
     assert isinstance(pickle.loads(pickle.dumps(lost)), ConnectionLost)  # crosses from a worker process whole
 
 
-def test_the_command_gives_each_worker_one_long_shard_of_about_equal_cost() -> None:
-    from cloudtrail_mysql.cli import _shards
+def test_the_command_shares_files_out_in_long_shards_then_short_ones() -> None:
+    from cloudtrail_mysql.cli import MIN_FILES_PER_SHARD, _shards
 
-    sources = [SourceFile(f"/data/{n:04d}.json.gz", size=1000 * (n % 7 + 1)) for n in range(1000)]
-    shards = _shards(sources, 3)
-    assert len(shards) == 3
-    assert sorted(s.location for shard in shards for s in shard) == sorted(s.location for s in sources)
-    for shard in shards:  # each in the order given
-        assert [s.location for s in shard] == sorted(s.location for s in shard)
-    costs = [sum(s.size or 0 for s in shard) for shard in shards]
-    assert max(costs) - min(costs) <= 7000 + 64 * 1024
-    assert _shards(sources[:2], 8) == [[sources[0]], [sources[1]]]
+    sources = [SourceFile(f"/data/{n:04d}.json.gz", size=1000) for n in range(1080)]
+    shards = _shards(sources, 2)
+    assert [s for shard in shards for s in shard] == sources  # every file once, in order
+    lengths = [len(shard) for shard in shards]
+    assert lengths[0] == 1080 // 4 and lengths == sorted(lengths, reverse=True)
+    assert min(lengths) <= MIN_FILES_PER_SHARD < lengths[0]
+    assert len(shards) < 1080 // MIN_FILES_PER_SHARD // 3  # far fewer starts than 16-file tasks
+    assert _shards(sources, 1) == [sources]
+    assert _shards(sources[:5], 4) == [sources[:5]]
 
 
 def test_summary_tallies_results_in_the_words_the_command_prints() -> None:

@@ -157,22 +157,24 @@ def _start_worker(target: MySqlTarget, options: LoadOptions) -> None:
 
 # Files of S3 fetched ahead by each worker while it parses and writes (an S3 GET waits tens of ms).
 READ_AHEAD_FILES = 8
-# What a file costs a worker besides its bytes (a transaction, a manifest row), in bytes, to share
-# the files out evenly.
-FILE_COST_BYTES = 64 * 1024
+# The last shards' length: small enough to share the end of the work out evenly.
+MIN_FILES_PER_SHARD = 16
 
 
 def _shards(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]]:
-    """One long shard per worker, of about equal cost (bytes, plus a fixed cost per file), each in
-    the order of ``sources``: a worker's pipeline runs through its shard without starting again."""
-    count = max(1, min(workers, len(sources)))
-    shards: list[list[SourceFile]] = [[] for _ in range(count)]
-    costs = [0] * count
-    for source in sources:
-        lightest = costs.index(min(costs))
-        shards[lightest].append(source)
-        costs[lightest] += (source.size or 0) + FILE_COST_BYTES
-    return [shard for shard in shards if shard]
+    """The files cut into shards of decreasing length, in order (guided scheduling): each is half of
+    what is left shared among the workers, down to MIN_FILES_PER_SHARD. The first shards are long, so
+    a worker's pipeline seldom starts again; the last are short, so a worker slowed down (a busy
+    machine) is helped out at the end instead of holding the import up. One worker: one shard."""
+    if workers <= 1:
+        return [list(sources)] if sources else []
+    shards: list[list[SourceFile]] = []
+    start = 0
+    while start < len(sources):
+        length = max(MIN_FILES_PER_SHARD, (len(sources) - start) // (2 * workers))
+        shards.append(list(sources[start : start + length]))
+        start += length
+    return shards
 
 
 def _load_in_worker(shard: list[SourceFile]) -> Iterator[FileResult]:
