@@ -120,17 +120,18 @@ def prepare_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], build
     return prepared
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Job:
     """A file to commit: ``new`` if the manifest had no row for it; ``compare`` if it had rows but
-    the file has no ETag yet (a local file): then its MD5, once fetched, is compared with them."""
+    the file has no ETag yet (a local file): then its MD5, once fetched, is compared with them.
+    Small, and dropped once committed: a shard holds thousands."""
 
+    index: int
     source: SourceFile
     new: bool
     compare: bool
     parse_ahead: bool
     snapshot: ManifestSnapshot
-    result: Future[FileResult]
 
 
 class _PrepareStage:
@@ -228,8 +229,8 @@ def load_files(
     with _no_cyclic_gc():
         loadable = [source for source in sources if wanted(source.location, kinds)[0]]
         snapshot = _snapshot(writers[0], loadable) if check_manifest and loadable else ManifestSnapshot()
-        planned = _plan(sources, kinds, snapshot, parse_ahead)
-        jobs = [entry for entry in planned if isinstance(entry, _Job)]
+        planned = deque(_plan(sources, kinds, snapshot, parse_ahead))
+        jobs = deque(entry for entry in planned if isinstance(entry, _Job))
         builder = _tsv_builder(writers[0]) if parse_ahead and jobs else None
         parsers = len(writers) if builder is not None else 0
         prepare = _PrepareStage(
@@ -243,12 +244,9 @@ def load_files(
         try:
             committing = _commit_stage(jobs, writers, commit)
             try:
-                for entry in planned:
-                    if isinstance(entry, _Job):
-                        next(committing)  # committed in order: this job's result is set
-                        yield entry.result.result()
-                    else:
-                        yield entry
+                while planned:  # each entry dropped once yielded
+                    entry = planned.popleft()
+                    yield next(committing) if isinstance(entry, _Job) else entry
             finally:
                 committing.close()
         finally:
@@ -282,6 +280,7 @@ def _plan(
 ) -> list[_Job | FileResult]:
     """Each source's result known before it is fetched (skipped, already loaded), or its job."""
     planned: list[_Job | FileResult] = []
+    jobs = 0
     for source in sources:
         is_wanted, why = wanted(source.location, kinds)
         if not is_wanted:
@@ -291,7 +290,8 @@ def _plan(
         else:
             compare = source.etag is None and not snapshot.is_new(source)
             # A file that may turn out loaded once its MD5 is known is not parsed before it is.
-            planned.append(_Job(source, snapshot.is_new(source), compare, parse_ahead and not compare, snapshot, Future()))
+            planned.append(_Job(jobs, source, snapshot.is_new(source), compare, parse_ahead and not compare, snapshot))
+            jobs += 1
     return planned
 
 
@@ -323,43 +323,48 @@ def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
 
 
 def _commit_stage(
-    jobs: Sequence[_Job], writers: Sequence[MySqlWriter], commit: Callable[[_Job, MySqlWriter], FileResult]
-) -> Generator[None, None, None]:
-    """Commit the jobs in order, one thread per writer, setting each job's result; yields once per job,
-    when the next job in order has its result. After an exception no new job is started."""
+    jobs: deque[_Job], writers: Sequence[MySqlWriter], commit: Callable[[_Job, MySqlWriter], FileResult]
+) -> Generator[FileResult, None, None]:
+    """Commit the jobs (taken from ``jobs`` in order), one thread per writer; yields their results in
+    order, raising a job's exception in its turn. After an exception no new job is started."""
     if len(writers) <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            try:
-                job.result.set_result(commit(job, writers[0]))
-            except BaseException as exc:
-                job.result.set_exception(exc)
-            yield
+        while jobs:
+            yield commit(jobs.popleft(), writers[0])
         return
-    upcoming = deque(jobs)
+    total = len(jobs)
+    outcomes: dict[int, tuple[bool, Any]] = {}  # by job index: (committed, result or exception)
+    arrived = threading.Condition()
     stop = threading.Event()
 
     def committer(writer: MySqlWriter) -> None:
         while not stop.is_set():
             try:
-                job = upcoming.popleft()
+                job = jobs.popleft()
             except IndexError:
                 return
             try:
-                job.result.set_result(commit(job, writer))
+                outcome: tuple[bool, Any] = (True, commit(job, writer))
             except BaseException as exc:  # noqa: BLE001 - raised to the caller in the job's turn
                 stop.set()
-                job.result.set_exception(exc)
+                outcome = (False, exc)
+            with arrived:
+                outcomes[job.index] = outcome
+                arrived.notify_all()
 
     threads = [
         threading.Thread(target=committer, args=(writer,), name=f"cloudtrail-commit-{n}", daemon=True)
-        for n, writer in enumerate(writers[: len(jobs)])
+        for n, writer in enumerate(writers[:total])
     ]
     for thread in threads:
         thread.start()
     try:
-        for job in jobs:
-            job.result.exception()  # waits for it
-            yield
+        for index in range(total):
+            with arrived:
+                arrived.wait_for(lambda: index in outcomes)  # noqa: B023 - waited for in this iteration
+                committed, value = outcomes.pop(index)
+            if not committed:
+                raise value
+            yield value
     finally:
         stop.set()
         for thread in threads:
