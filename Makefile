@@ -1,4 +1,4 @@
-# Newcomer commands: make install, make demo, make test.
+# Newcomer commands: make install, make demo, make test (make test-quick and make lint for the inner loop).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ DEMO_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail_demo
 DEMO_DIR := .demo
 DEMO_DAY ?= 2017-04-10
 
-.PHONY: install system-deps demo test test-airflow2 bench clean
+.PHONY: install system-deps demo lint test test-quick test-airflow2 bench clean
 
 install: $(BIN)/cloudtrail-mysql
 
@@ -23,7 +23,7 @@ system-deps:
 $(BIN)/cloudtrail-mysql: pyproject.toml $(CONSTRAINTS) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test,lint]'
 	@touch $@
 	@echo "Installed: $(BIN)/cloudtrail-mysql and $(BIN)/airflow"
 
@@ -32,8 +32,17 @@ demo: install
 	rm -rf $(DEMO_DIR)
 	DEMO_MYSQL_URL=$(DEMO_MYSQL_URL) DEMO_DAY=$(DEMO_DAY) $(BIN)/python scripts/demo.py
 
+# ruff (rules in pyproject.toml) on everything, mypy on plugins/ and dags/.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 test: install
 	$(BIN)/pytest
+
+# The inner loop: no Airflow (no db migrate, no DAG run), no browser. Extra pytest arguments: ARGS=...
+test-quick: install
+	$(BIN)/pytest -m "not slow and not ui and not airflow" $(ARGS)
 
 # The same DAG and plugins on Airflow 2.11 (.venv-airflow2/ from constraints/airflow-2.txt).
 test-airflow2:
@@ -45,4 +54,4 @@ bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-airflow2 $(DEMO_DIR) .bench .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 $(DEMO_DIR) .bench .pytest_cache .ruff_cache .mypy_cache

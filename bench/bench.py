@@ -45,9 +45,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -160,7 +160,8 @@ def growth(args: argparse.Namespace) -> None:
     ]
     database = "ctm_bench_growth"
     url = f"mysql://root@127.0.0.1:3306/{database}"
-    print(f"growth: {len(days)} days of {'the files in ' + args.data if args.data else f'{args.records:,} events'} ({len(files)} files in all) through "
+    what = f"the files in {args.data}" if args.data else f"{args.records:,} events"
+    print(f"growth: {len(days)} days of {what} ({len(files)} files in all) through "
           f"`airflow dags test`, one table; {os.cpu_count()} cores", flush=True)
     mysql(f"DROP DATABASE IF EXISTS {database}")
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
@@ -291,11 +292,16 @@ def main() -> None:
                       "eventSource varchar(80), eventName varchar(80), awsRegion varchar(20), sourceIPAddress varchar(40), "
                       "userAgent text, errorCode varchar(80), errorMessage text, requestParameters text, responseElements longtext, "
                       "requestID varchar(80), eventID varchar(80), eventType varchar(24), recipientAccountId varchar(12)) CHARACTER SET utf8mb4")
-                measured = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers), *map(str, baseline_files)])
+                measured = measure([sys.executable, str(REPO / "bench" / "tutorial_baseline.py"), database, str(args.workers),
+                                   *map(str, baseline_files)])
                 _record(methods["baseline"], measured, _count(database, "tutorial_logs"))
             if "ceiling" in only:  # same schema as ours, created by our code, then LOAD DATA of the prepared rows
                 mysql(f"DROP DATABASE IF EXISTS {database}")
-                subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
+                ensure = f"ensure_database(MySqlTarget.from_url({url!r}), 'logs')"
+                subprocess.run(
+                    [str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; {ensure}"],
+                    check=True,
+                )
                 measured = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
                 _record(methods["ceiling"], measured, _count(database, "logs"))
             # With --against, each of ours and ours-s3 next to the other checkout's, in turns (first, then second).
@@ -335,7 +341,7 @@ def _command(plugins: Path) -> list[str]:
     return [str(BIN / "python"), "-c", "import sys; from cloudtrail_mysql.cli import main; sys.exit(main())"]
 
 
-def _parse_seconds(s3: "_S3") -> float:
+def _parse_seconds(s3: _S3) -> float:
     """What Airflow's own `dags report` says parsing the DAG file takes."""
     found = []
     for _ in range(3):
@@ -382,9 +388,10 @@ class _S3:
     each GET answered after ``latency_ms``: 0 here, tens of milliseconds from a real S3."""
 
     def __init__(self, work: Path, files: list[Path], latency_ms: float = 0.0, root: Path | None = None) -> None:
-        import boto3
         import logging
         import threading
+
+        import boto3
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
@@ -455,7 +462,7 @@ def _median(values: list[float]) -> str:
 def _ratio(method: Method, reference: Method, digits: int) -> str:
     """Median of the per-run ratios of rates: runs are interleaved, so each pair saw the same
     machine (this one is shared and noisy), which a ratio of separate medians would not."""
-    pairs = list(zip(method.seconds, reference.seconds))
+    pairs = list(zip(method.seconds, reference.seconds, strict=False))
     if not pairs or not reference.rows:
         return "-"
     ratios = [(method.rows / mine) / (reference.rows / theirs) for mine, theirs in pairs]
@@ -518,7 +525,7 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
             s3 = method.s3_cpu or [0.0] * len(method.client_cpu)
-            total = statistics.median(c + m + s for c, m, s in zip(method.client_cpu, method.server_cpu, s3))
+            total = statistics.median(c + m + s for c, m, s in zip(method.client_cpu, method.server_cpu, s3, strict=False))
             per_row[name] = total / method.rows * 1e6
             cores = os.cpu_count() or 1
             parts = "loader + MySQL + S3 server" if method.s3_cpu else "loader + MySQL"

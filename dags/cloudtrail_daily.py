@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
@@ -44,10 +44,10 @@ def run_day(context: Any) -> str:
         return date.fromisoformat(str(params["day"])).isoformat()
     logical = context.get("logical_date")
     if logical is not None:
-        return logical.astimezone(timezone.utc).date().isoformat()
+        return logical.astimezone(UTC).date().isoformat()
     # Airflow 3 manual run without a logical date: the last complete day.
     run_after = context["dag_run"].run_after
-    return (run_after.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
+    return (run_after.astimezone(UTC) - timedelta(days=1)).date().isoformat()
 
 
 def checked_day(context: Any) -> str:
@@ -60,7 +60,7 @@ def checked_day(context: Any) -> str:
     params = context["params"]
     try:
         day = run_day(context)
-        check_day(date.fromisoformat(day), datetime.now(timezone.utc).date())
+        check_day(date.fromisoformat(day), datetime.now(UTC).date())
         check_bucket_name(str(params["bucket"]))
         validate_table_name(str(params["table"]))
     except (ValueError, OverflowError) as exc:
@@ -103,7 +103,7 @@ with DAG(
     doc_md=DOC_MD,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     # CloudTrail began in November 2013: any day since can be backfilled (catchup stays off).
-    start_date=datetime(2013, 11, 1, tzinfo=timezone.utc),
+    start_date=datetime(2013, 11, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=4,
     template_searchpath=[str(sql_dir())],
@@ -160,23 +160,22 @@ with DAG(
         from airflow.configuration import conf
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mysql.hooks.mysql import MySqlHook
-
         from botocore.exceptions import ClientError
 
         from cloudtrail_mysql.compat import AirflowFailException
+        from cloudtrail_mysql.front import kinds_for
         from cloudtrail_mysql.layout import NoCloudTrailLayout, day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
-        from cloudtrail_mysql.front import kinds_for
         from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
         day = checked_day(context)
-        ready_at = datetime.fromisoformat(day).replace(tzinfo=timezone.utc) + timedelta(
+        ready_at = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(
             days=1, minutes=int(params["delivery_delay_minutes"])
         )
-        if datetime.now(timezone.utc) < ready_at:
+        if datetime.now(UTC) < ready_at:
             print(f"{day}: waiting for CloudTrail's last deliveries until {ready_at:%Y-%m-%d %H:%M} UTC")
             return PokeReturnValue(is_done=False)
 

@@ -24,9 +24,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def summary(
     widths = [max(len(cell) for cell in column) for column in columns]
     lines = [f"Day report of {day} (HTML, written by the DAG's report_day task): {report if report else 'not found'}", ""]
     for index, name in enumerate(("loaded by", "table", "rows")):
-        lines.append(f"{name:<12}" + "   ".join(column[index].ljust(width) for column, width in zip(columns, widths)).rstrip())
+        lines.append(f"{name:<12}" + "   ".join(column[index].ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip())
     agree = len(set(counts.values())) == 1
     lines.append(
         "The same events in both tables: same row count and same event IDs."

@@ -11,8 +11,11 @@ Fixtures (names are relied upon by other test modules, keep them stable):
 * ``s3_env`` (session)        -- environment additions for running the command against that server.
 * ``s3_bucket`` (function)    -- ``(client, bucket_name)``: a fresh bucket on that server.
 * ``sample_day`` (function)   -- a small generated CloudTrail day written under ``tmp_path``.
+* ``run_main`` (function)     -- the command in-process (``cloudtrail_mysql.cli.main``), called as
+  ``run_cli`` is; for tests where a separate process is not the point.
 
-Helpers (import them with ``from conftest import ...``): ``run_cli``, ``make_sample_day``,
+Helpers (import them with ``from conftest import ...``): ``run_cli`` (the installed command, in a
+process of its own: exit codes, signals, memory, timeouts), ``make_sample_day``,
 ``upload_files``, ``read_events``, ``SampleDay``.
 
 Expected values in tests are computed from the generated files with the standard library only
@@ -27,10 +30,11 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -365,6 +369,37 @@ def run_cli(
     )
 
 
+@pytest.fixture
+def run_main(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run_cli``'s twin in-process: ``main(argv)`` with the same arguments and ``env``, its exit code
+    and what it printed (capsys) as a CompletedProcess. No interpreter start-up per call."""
+    import boto3
+
+    from cloudtrail_mysql.cli import main
+
+    def run(*args: Any, env: Mapping[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+        argv = [str(arg) for arg in args]
+        with monkeypatch.context() as patch:
+            patch.delenv("CLOUDTRAIL_MYSQL_URL", raising=False)
+            for name, value in (env or {}).items():
+                if value is None:
+                    patch.delenv(name, raising=False)
+                else:
+                    patch.setenv(name, value)
+            patch.setattr(boto3, "DEFAULT_SESSION", None)  # credentials and endpoint from this environment
+            capsys.readouterr()
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+            out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([str(CLI), *argv], code, out, err)
+
+    return run
+
+
 # -- Airflow --------------------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
@@ -386,3 +421,11 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     migrated = subprocess.run([str(AIRFLOW), "db", "migrate"], env={**os.environ, **env}, capture_output=True, text=True)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need an isolated Airflow (``airflow_env``: db migrate, the airflow CLI) are marked
+    ``airflow``, so that ``make test-quick`` (-m "not slow and not ui and not airflow") leaves them out."""
+    for item in items:
+        if "airflow_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.airflow)

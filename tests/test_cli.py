@@ -1,4 +1,6 @@
-"""End to end through the installed ``cloudtrail-mysql`` command, against MariaDB and a moto S3 server.
+"""End to end through the ``cloudtrail-mysql`` command, against MariaDB and a moto S3 server: in-process
+(``run_main``) where a separate process is not the point, the installed script (``run_cli``) for its
+exit codes and its entry point.
 
 Expected values are computed from the generated files with gzip + json (standard library) only.
 """
@@ -11,6 +13,7 @@ import re
 import secrets
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,9 @@ from conftest import (
 WORKERS = ("--workers", "2")
 
 
-def _import(source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None):
-    return run_cli("import", source, "--mysql-url", db.url, *WORKERS, *extra, env=env)
+def _import(run: Callable[..., Any], source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None) -> Any:
+    """``import SOURCE`` into ``db`` with ``run``: ``run_main`` (in-process) or ``run_cli`` (the installed script)."""
+    return run("import", source, "--mysql-url", db.url, *WORKERS, *extra, env=env)
 
 
 def _ok(result) -> None:
@@ -47,7 +51,7 @@ def _summary(result) -> dict[str, int]:
     )
     assert match, f"no summary line in stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     keys = ("loaded", "already_loaded", "skipped", "failed", "rows")
-    return dict(zip(keys, map(int, match.groups())))
+    return dict(zip(keys, map(int, match.groups()), strict=True))
 
 
 def _request_ids(db) -> Counter:
@@ -62,14 +66,28 @@ def _dump(db) -> list[tuple[Any, ...]]:
     return db.query("SELECT * FROM logs ORDER BY sourceFileId, recordIndex")
 
 
+# -- the installed script ---------------------------------------------------------------------------
+def test_installed_script_prints_the_package_version() -> None:
+    """The version is written once, in cloudtrail_mysql/__init__.py: the installed package's metadata
+    (pyproject.toml's dynamic version) and the script's --version both come from there."""
+    from importlib.metadata import version
+
+    from cloudtrail_mysql import __version__
+
+    assert version("airflow-cloudtrail-mysql") == __version__
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"cloudtrail-mysql {__version__}"
+
+
 # -- the four SOURCE forms ------------------------------------------------------------------------
-def test_import_single_file(mysql_db, sample_day: SampleDay) -> None:
+def test_import_single_file(run_main, mysql_db, sample_day: SampleDay) -> None:
     item = sample_day.log_files[3]
     path = sample_day.path(item)
     expected = read_events(path)
     assert expected
 
-    result = _import(path, mysql_db)
+    result = _import(run_main, path, mysql_db)
 
     _ok(result)
     assert mysql_db.count() == len(expected)
@@ -83,11 +101,11 @@ def test_import_single_file(mysql_db, sample_day: SampleDay) -> None:
     assert {r[3] for r in rows} == {str(path.resolve())}
 
 
-def test_import_folder(mysql_db, sample_day: SampleDay) -> None:
+def test_import_folder(run_main, mysql_db, sample_day: SampleDay) -> None:
     expected = sample_day.events()
     assert len(sample_day.log_files) > 10 and sample_day.digest_files
 
-    result = _import(sample_day.root, mysql_db)
+    result = _import(run_main, sample_day.root, mysql_db)
 
     _ok(result)
     assert mysql_db.count() == len(expected) == 600
@@ -105,7 +123,7 @@ def test_import_folder(mysql_db, sample_day: SampleDay) -> None:
     }
 
 
-def test_import_s3_single_key(mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
+def test_import_s3_single_key(run_main, mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
     client, bucket = s3_bucket
     keys = upload_files(client, bucket, sample_day.files)
     item = sample_day.log_files[5]
@@ -116,7 +134,7 @@ def test_import_s3_single_key(mysql_db, sample_day: SampleDay, s3_bucket, s3_env
     client.put_object(Bucket=bucket, Key=decoy, Body=sample_day.log_files[6].body)
     expected = read_events(sample_day.path(item))
 
-    result = _import(f"s3://{bucket}/{key}", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/{key}", mysql_db, env=s3_env)
 
     _ok(result)
     assert "importing 1 files" in result.stderr
@@ -126,7 +144,7 @@ def test_import_s3_single_key(mysql_db, sample_day: SampleDay, s3_bucket, s3_env
     assert {r[0] for r in mysql_db.query("SELECT DISTINCT sourceKey FROM logs")} == {f"s3://{bucket}/{key}"}
 
 
-def test_import_s3_prefix(mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
+def test_import_s3_prefix(run_main, mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
     client, bucket = s3_bucket
     day = make_sample_day(tmp_path / "day", records=500)
     upload_files(client, bucket, day.files, prefix="trail-prefix")
@@ -136,7 +154,7 @@ def test_import_s3_prefix(mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
     assert mine and others
     expected = day.events(mine)
 
-    result = _import(f"s3://{bucket}/trail-prefix/AWSLogs/{account}/", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/trail-prefix/AWSLogs/{account}/", mysql_db, env=s3_env)
 
     _ok(result)
     assert mysql_db.count() == len(expected)
@@ -149,7 +167,7 @@ def test_import_s3_prefix(mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
     assert set(_manifest(mysql_db)) == {Path(f.key).name for f in mine}
 
     # the whole bucket, organisation of keys aside: the other account's files are added, nothing twice
-    result = _import(f"s3://{bucket}/", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/", mysql_db, env=s3_env)
     _ok(result)
     assert mysql_db.count() == len(day.events())
     assert _request_ids(mysql_db) == Counter(e["requestID"] for e in day.events())
@@ -157,13 +175,13 @@ def test_import_s3_prefix(mysql_db, tmp_path: Path, s3_bucket, s3_env) -> None:
     assert _summary(result)["loaded"] == len(others)
 
 
-def test_import_s3_prefix_with_url_characters(mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
+def test_import_s3_prefix_with_url_characters(run_main, mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
     """'#', '?', '%' and spaces are characters of an S3 key, not parts of a URL."""
     client, bucket = s3_bucket
     prefix = "odd prefix #1 ?x=%41 \u00e9"
     keys = upload_files(client, bucket, sample_day.log_files, prefix=prefix)
 
-    result = _import(f"s3://{bucket}/{prefix}/", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/{prefix}/", mysql_db, env=s3_env)
 
     _ok(result)
     assert _summary(result)["loaded"] == len(sample_day.log_files)
@@ -171,12 +189,12 @@ def test_import_s3_prefix_with_url_characters(mysql_db, sample_day: SampleDay, s
     assert {r[0] for r in mysql_db.query("SELECT DISTINCT sourceKey FROM logs")} == {f"s3://{bucket}/{key}" for key in keys}
 
 
-def test_import_org_trail_folder(mysql_db, tmp_path: Path) -> None:
+def test_import_org_trail_folder(run_main, mysql_db, tmp_path: Path) -> None:
     day = make_sample_day(tmp_path / "org", records=200, organization_id="o-abc123def4")
     assert all("/o-abc123def4/" in f"/{f.key}" for f in day.files)
     expected = day.events()
 
-    result = _import(day.root, mysql_db)
+    result = _import(run_main, day.root, mysql_db)
 
     _ok(result)
     assert mysql_db.count() == len(expected) == 200
@@ -194,12 +212,12 @@ def _grouped(db, statement: str) -> dict[Any, int]:
     return grouped
 
 
-def test_tutorial_queries(mysql_db, tmp_path: Path) -> None:
+def test_tutorial_queries(run_main, mysql_db, tmp_path: Path) -> None:
     day = make_sample_day(tmp_path / "day", records=800, seed=11)
     events = day.events()
     emr = [e for e in events if e.get("eventSource") == EMR]
     assert emr, "the generated day has no EMR events; choose another seed"
-    _ok(_import(day.root, mysql_db))
+    _ok(_import(run_main, day.root, mysql_db))
 
     assert mysql_db.query("SELECT COUNT(*) FROM logs") == [(len(events),)]
 
@@ -240,25 +258,25 @@ def test_tutorial_queries(mysql_db, tmp_path: Path) -> None:
     ) == dict(per_second)
 
 
-def test_group_by_keeps_case_apart(mysql_db, tmp_path: Path) -> None:
+def test_group_by_keeps_case_apart(run_main, mysql_db, tmp_path: Path) -> None:
     """The exact collation: 'alice' and 'Alice', 'x' and 'x ' are different groups, as in the JSON."""
     names = ["ListTables", "listtables", "ListTables ", "ListTables", "LİstTables"]
     records = [{"eventSource": "dynamodb.amazonaws.com", "eventName": n, "eventTime": "2017-04-10T01:02:03Z"} for n in names]
     path = tmp_path / "hand-made.json.gz"
     path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
-    _ok(_import(path, mysql_db))
+    _ok(_import(run_main, path, mysql_db))
     assert _grouped(mysql_db, "SELECT COUNT(*), eventName FROM logs GROUP BY eventName") == dict(Counter(names))
 
 
 # -- loading again --------------------------------------------------------------------------------
-def test_import_twice_is_idempotent(mysql_db, sample_day: SampleDay) -> None:
-    first = _import(sample_day.root, mysql_db)
+def test_import_twice_is_idempotent(run_main, mysql_db, sample_day: SampleDay) -> None:
+    first = _import(run_main, sample_day.root, mysql_db)
     _ok(first)
     before = _dump(mysql_db)
     manifest_before = _manifest(mysql_db)
     assert len(before) == len(sample_day.events())
 
-    second = _import(sample_day.root, mysql_db)
+    second = _import(run_main, sample_day.root, mysql_db)
 
     _ok(second)
     assert _summary(second) == {
@@ -272,16 +290,16 @@ def test_import_twice_is_idempotent(mysql_db, sample_day: SampleDay) -> None:
     assert _manifest(mysql_db) == manifest_before
 
 
-def test_changed_file_replaces_its_rows_on_the_next_import(mysql_db, sample_day: SampleDay) -> None:
+def test_changed_file_replaces_its_rows_on_the_next_import(run_main, mysql_db, sample_day: SampleDay) -> None:
     """A file rewritten in place (same name, new content) is loaded again and its earlier rows
     go; the others stay as they are."""
-    _ok(_import(sample_day.root, mysql_db))
+    _ok(_import(run_main, sample_day.root, mysql_db))
     changed = sample_day.path(sample_day.log_files[0])
     records = read_events(changed)
     kept = [dict(record, eventName=record["eventName"][::-1]) for record in records[:-1]]
     changed.write_bytes(gzip.compress(json.dumps({"Records": kept}).encode()))
 
-    result = _import(sample_day.root, mysql_db)
+    result = _import(run_main, sample_day.root, mysql_db)
 
     _ok(result)
     assert _summary(result)["loaded"] == 1
@@ -292,14 +310,14 @@ def test_changed_file_replaces_its_rows_on_the_next_import(mysql_db, sample_day:
     ]
 
 
-def test_two_copies_of_a_new_file_in_one_import_are_loaded_once(mysql_db, sample_day: SampleDay, tmp_path: Path) -> None:
+def test_two_copies_of_a_new_file_in_one_import_are_loaded_once(run_main, mysql_db, sample_day: SampleDay, tmp_path: Path) -> None:
     """New files are loaded without a manifest check each; two copies of one file, loaded at the
     same time by two workers, still end up in the table once (claiming the manifest row settles it)."""
     root = tmp_path / "both"
     shutil.copytree(sample_day.root, root / "a")
     shutil.copytree(sample_day.root, root / "b")
 
-    result = _import(root, mysql_db)
+    result = _import(run_main, root, mysql_db)
 
     _ok(result)
     summary = _summary(result)
@@ -309,7 +327,7 @@ def test_two_copies_of_a_new_file_in_one_import_are_loaded_once(mysql_db, sample
 
 
 @pytest.mark.parametrize("first", ["folder", "s3"])
-def test_folder_and_s3_copies_are_loaded_once(first: str, mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
+def test_folder_and_s3_copies_are_loaded_once(run_main, first: str, mysql_db, sample_day: SampleDay, s3_bucket, s3_env) -> None:
     client, bucket = s3_bucket
     upload_files(client, bucket, sample_day.files)
     sources = {"folder": (sample_day.root, None), "s3": (f"s3://{bucket}/AWSLogs/", s3_env)}
@@ -317,12 +335,12 @@ def test_folder_and_s3_copies_are_loaded_once(first: str, mysql_db, sample_day: 
     expected = sample_day.events()
 
     source, env = sources[first]
-    _ok(_import(source, mysql_db, env=env))
+    _ok(_import(run_main, source, mysql_db, env=env))
     assert mysql_db.count() == len(expected)
     before = _dump(mysql_db)
 
     source, env = sources[second]
-    result = _import(source, mysql_db, env=env)
+    result = _import(run_main, source, mysql_db, env=env)
 
     _ok(result)
     summary = _summary(result)
@@ -341,7 +359,7 @@ def test_folder_and_s3_copies_are_loaded_once(first: str, mysql_db, sample_day: 
         pytest.param(lambda body: b"\x1f\x8b" + bytes(range(256)) * 3, id="garbage"),
     ],
 )
-def test_corrupt_file_among_good_ones(corrupt, mysql_db, sample_day: SampleDay) -> None:
+def test_corrupt_file_among_good_ones(run_main, corrupt, mysql_db, sample_day: SampleDay) -> None:
     bad = sample_day.log_files[4]
     bad_path = sample_day.path(bad)
     good_bytes = bad_path.read_bytes()
@@ -349,7 +367,7 @@ def test_corrupt_file_among_good_ones(corrupt, mysql_db, sample_day: SampleDay) 
     good_files = [f for f in sample_day.log_files if f is not bad]
     expected_without = [e for f in good_files for e in read_events(sample_day.path(f))]
 
-    result = _import(sample_day.root, mysql_db)
+    result = _import(run_main, sample_day.root, mysql_db)
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert str(bad_path.resolve()) in result.stderr
@@ -372,7 +390,7 @@ def test_corrupt_file_among_good_ones(corrupt, mysql_db, sample_day: SampleDay) 
 
     # the file is fixed; loading again adds exactly its rows
     bad_path.write_bytes(good_bytes)
-    again = _import(sample_day.root, mysql_db)
+    again = _import(run_main, sample_day.root, mysql_db)
 
     _ok(again)
     assert _summary(again)["loaded"] == 1
@@ -387,7 +405,7 @@ def test_corrupt_file_among_good_ones(corrupt, mysql_db, sample_day: SampleDay) 
 def test_corrupt_single_file_exit_code_and_message(mysql_db, tmp_path: Path) -> None:
     path = tmp_path / "111122223333_CloudTrail_us-east-1_20170410T0005Z_BrokenBrokenBrok.json.gz"
     path.write_bytes(b"not gzip and not json")
-    result = _import(path, mysql_db)
+    result = _import(run_cli, path, mysql_db)
     assert result.returncode == 1
     assert path.name in result.stderr
     assert mysql_db.count() == 0
@@ -395,9 +413,9 @@ def test_corrupt_single_file_exit_code_and_message(mysql_db, tmp_path: Path) -> 
 
 
 # -- kinds of files -------------------------------------------------------------------------------
-def test_digest_files_are_skipped(mysql_db, sample_day: SampleDay, tmp_path: Path) -> None:
+def test_digest_files_are_skipped(run_main, mysql_db, sample_day: SampleDay, tmp_path: Path) -> None:
     digest = sample_day.path(sample_day.digest_files[0])
-    result = _import(digest, mysql_db)
+    result = _import(run_main, digest, mysql_db)
     _ok(result)
     assert _summary(result) == {"loaded": 0, "already_loaded": 0, "skipped": 1, "failed": 0, "rows": 0}
 
@@ -405,7 +423,7 @@ def test_digest_files_are_skipped(mysql_db, sample_day: SampleDay, tmp_path: Pat
     renamed = tmp_path / "renamed-digest.json.gz"
     renamed.write_bytes(digest.read_bytes())
     assert "digestEndTime" in json.loads(gzip.decompress(renamed.read_bytes()))
-    result = _import(renamed, mysql_db)
+    result = _import(run_main, renamed, mysql_db)
     _ok(result)
     assert _summary(result)["skipped"] == 1
     assert _summary(result)["failed"] == 0
@@ -413,19 +431,19 @@ def test_digest_files_are_skipped(mysql_db, sample_day: SampleDay, tmp_path: Pat
     assert mysql_db.query("SELECT COUNT(*) FROM logs_files WHERE status <> 'loaded'") == [(0,)]
 
 
-def test_insight_files_skipped_by_default_loaded_on_request(mysql_db, tmp_path: Path) -> None:
+def test_insight_files_skipped_by_default_loaded_on_request(run_main, mysql_db, tmp_path: Path) -> None:
     day = make_sample_day(tmp_path / "day", records=300, insight=True)
     assert len(day.insight_files) == 1
     insight_events = day.events(day.insight_files)
     log_events = day.events()
 
-    result = _import(day.root, mysql_db)
+    result = _import(run_main, day.root, mysql_db)
     _ok(result)
     assert _summary(result)["skipped"] == len(day.digest_files) + 1
     assert mysql_db.count() == len(log_events)
     assert mysql_db.query("SELECT COUNT(*) FROM logs WHERE eventType = 'AwsCloudTrailInsight'") == [(0,)]
 
-    result = _import(day.root, mysql_db, "--include-insight")
+    result = _import(run_main, day.root, mysql_db, "--include-insight")
     _ok(result)
     summary = _summary(result)
     assert summary["loaded"] == 1
@@ -438,7 +456,7 @@ def test_insight_files_skipped_by_default_loaded_on_request(mysql_db, tmp_path: 
     ]
 
 
-def test_network_activity_files_skipped_by_default_loaded_on_request(mysql_db, tmp_path: Path) -> None:
+def test_network_activity_files_skipped_by_default_loaded_on_request(run_main, mysql_db, tmp_path: Path) -> None:
     folder = tmp_path / "AWSLogs/111122223333/CloudTrail-NetworkActivity/us-east-1/2017/04/10"
     folder.mkdir(parents=True)
     path = folder / "111122223333_CloudTrail-NetworkActivity_us-east-1_20170410T0005Z_NetNetNetNetNet1.json.gz"
@@ -449,12 +467,12 @@ def test_network_activity_files_skipped_by_default_loaded_on_request(mysql_db, t
     ]
     path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
 
-    result = _import(tmp_path / "AWSLogs", mysql_db)
+    result = _import(run_main, tmp_path / "AWSLogs", mysql_db)
     _ok(result)
     assert _summary(result)["skipped"] == 1
     assert mysql_db.count() == 0
 
-    result = _import(tmp_path / "AWSLogs", mysql_db, "--include-network-activity")
+    result = _import(run_main, tmp_path / "AWSLogs", mysql_db, "--include-network-activity")
     _ok(result)
     assert _summary(result)["loaded"] == 1
     assert mysql_db.query("SELECT requestID, vpcEndpointId FROM logs ORDER BY recordIndex") == [
@@ -462,16 +480,16 @@ def test_network_activity_files_skipped_by_default_loaded_on_request(mysql_db, t
     ]
 
 
-def test_non_cloudtrail_files_in_folder_are_skipped(mysql_db, sample_day: SampleDay) -> None:
+def test_non_cloudtrail_files_in_folder_are_skipped(run_main, mysql_db, sample_day: SampleDay) -> None:
     (sample_day.root / "README.txt").write_text("not a log")
     (sample_day.root / "AWSLogs" / "notes.log.gz").write_bytes(gzip.compress(b"x"))
-    result = _import(sample_day.root, mysql_db)
+    result = _import(run_main, sample_day.root, mysql_db)
     _ok(result)
     assert _summary(result)["skipped"] == len(sample_day.digest_files) + 2
     assert mysql_db.count() == len(sample_day.events())
 
 
-def test_shared_log_archive_bucket_loads_only_cloudtrail_events(mysql_db, sample_day: SampleDay) -> None:
+def test_shared_log_archive_bucket_loads_only_cloudtrail_events(run_main, mysql_db, sample_day: SampleDay) -> None:
     """A log-archive bucket also holds AWS Config's files, aggregated data events and kinds yet to
     come: JSON that is no CloudTrail log. Skipped by path, none of it fails the import."""
     account = sample_day.root / "AWSLogs" / "111122223333"
@@ -496,7 +514,7 @@ def test_shared_log_archive_bucket_loads_only_cloudtrail_events(mysql_db, sample
     future.mkdir(parents=True)
     (future / "x.json.gz").write_bytes(gzip.compress(b'{"Records": [{"eventName": "not an event"}]}'))
 
-    result = _import(sample_day.root, mysql_db)
+    result = _import(run_main, sample_day.root, mysql_db)
     _ok(result)
     summary_counts = _summary(result)
     assert summary_counts["failed"] == 0
@@ -507,7 +525,7 @@ def test_shared_log_archive_bucket_loads_only_cloudtrail_events(mysql_db, sample
 
 
 # -- values ---------------------------------------------------------------------------------------
-def test_every_json_type_loads_and_reads_back(mysql_db, tmp_path: Path) -> None:
+def test_every_json_type_loads_and_reads_back(run_main, mysql_db, tmp_path: Path) -> None:
     parameters = {
         "int": 42,
         "negative": -7,
@@ -558,7 +576,7 @@ def test_every_json_type_loads_and_reads_back(mysql_db, tmp_path: Path) -> None:
     path = tmp_path / "111122223333_CloudTrail_us-east-1_20170410T1235Z_TypesTypesTypes1.json.gz"
     path.write_bytes(gzip.compress(json.dumps({"Records": [first, second, third]}, ensure_ascii=False).encode()))
 
-    _ok(_import(path, mysql_db))
+    _ok(_import(run_main, path, mysql_db))
 
     rows = mysql_db.query_dicts("SELECT * FROM logs ORDER BY recordIndex")
     assert [r["requestID"] for r in rows] == ["req-1", "req-2", "req-3"]
@@ -596,9 +614,9 @@ def test_every_json_type_loads_and_reads_back(mysql_db, tmp_path: Path) -> None:
     }
 
 
-def test_sample_values_round_trip(mysql_db, sample_day: SampleDay) -> None:
+def test_sample_values_round_trip(run_main, mysql_db, sample_day: SampleDay) -> None:
     """Every generated record's JSON columns read back equal to the JSON, booleans as 1/0."""
-    _ok(_import(sample_day.root, mysql_db))
+    _ok(_import(run_main, sample_day.root, mysql_db))
     by_request = {e["requestID"]: e for e in sample_day.events()}
     rows = mysql_db.query_dicts(
         "SELECT requestID, userIdentity, requestParameters, responseElements, readOnly, userAgent, extraFields FROM logs"
@@ -614,12 +632,12 @@ def test_sample_values_round_trip(mysql_db, sample_day: SampleDay) -> None:
 
 
 # -- refusals and errors ---------------------------------------------------------------------------
-def test_invalid_table_name_is_refused(mysql_db, sample_day: SampleDay) -> None:
+def test_invalid_table_name_is_refused(run_main, mysql_db, sample_day: SampleDay) -> None:
     mysql_db.query("CREATE TABLE x (id INT)")
     absent = unique_database_name()
     try:
         for url in (mysql_db.url, mysql_url(absent)):
-            result = run_cli("import", sample_day.root, "--mysql-url", url, "--table", "logs; DROP TABLE x", *WORKERS)
+            result = run_main("import", sample_day.root, "--mysql-url", url, "--table", "logs; DROP TABLE x", *WORKERS)
             assert result.returncode == 2
             assert "invalid table name" in result.stderr
             assert "logs; DROP TABLE x" in result.stderr
@@ -631,24 +649,24 @@ def test_invalid_table_name_is_refused(mysql_db, sample_day: SampleDay) -> None:
 
 
 @pytest.mark.parametrize("table", ["logs-2017", "1logs", "", "logs`", "t" * 61, "lögs"])
-def test_other_invalid_table_names_are_refused(table: str, mysql_db, sample_day: SampleDay) -> None:
-    result = _import(sample_day.path(sample_day.log_files[0]), mysql_db, "--table", table)
+def test_other_invalid_table_names_are_refused(run_main, table: str, mysql_db, sample_day: SampleDay) -> None:
+    result = _import(run_main, sample_day.path(sample_day.log_files[0]), mysql_db, "--table", table)
     assert result.returncode == 2
     assert "invalid table name" in result.stderr
     assert mysql_db.tables() == set()
 
 
-def test_table_name_with_trailing_newline_is_refused(mysql_db, sample_day: SampleDay) -> None:
-    result = _import(sample_day.path(sample_day.log_files[0]), mysql_db, "--table", "logs\n")
+def test_table_name_with_trailing_newline_is_refused(run_main, mysql_db, sample_day: SampleDay) -> None:
+    result = _import(run_main, sample_day.path(sample_day.log_files[0]), mysql_db, "--table", "logs\n")
     assert result.returncode == 2
     assert "invalid table name" in result.stderr
     assert mysql_db.tables() == set()
 
 
-def test_longest_accepted_table_name_works(mysql_db, sample_day: SampleDay) -> None:
+def test_longest_accepted_table_name_works(run_main, mysql_db, sample_day: SampleDay) -> None:
     table = "t" * 60
     item = sample_day.log_files[0]
-    result = _import(sample_day.path(item), mysql_db, "--table", table)
+    result = _import(run_main, sample_day.path(item), mysql_db, "--table", table)
     if result.returncode == 2:  # acceptable: a clear refusal that creates nothing
         assert "invalid table name" in result.stderr
         assert mysql_db.tables() == set()
@@ -657,9 +675,9 @@ def test_longest_accepted_table_name_works(mysql_db, sample_day: SampleDay) -> N
         assert mysql_db.count(table) == len(read_events(sample_day.path(item)))
 
 
-def test_reserved_word_table_name(mysql_db, sample_day: SampleDay) -> None:
+def test_reserved_word_table_name(run_main, mysql_db, sample_day: SampleDay) -> None:
     item = sample_day.log_files[0]
-    result = _import(sample_day.path(item), mysql_db, "--table", "order")
+    result = _import(run_main, sample_day.path(item), mysql_db, "--table", "order")
     if result.returncode == 2:
         assert "invalid table name" in result.stderr
     else:
@@ -669,34 +687,34 @@ def test_reserved_word_table_name(mysql_db, sample_day: SampleDay) -> None:
 
 def test_missing_local_source_is_an_error(mysql_db, tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    result = _import(missing, mysql_db)
+    result = _import(run_cli, missing, mysql_db)
     assert result.returncode == 2
     assert str(missing) in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_missing_bucket_is_an_error(mysql_db, s3_server, s3_env) -> None:
+def test_missing_bucket_is_an_error(run_main, mysql_db, s3_server, s3_env) -> None:
     bucket = f"ctm-test-absent-{secrets.token_hex(4)}"
-    result = _import(f"s3://{bucket}/AWSLogs/", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/AWSLogs/", mysql_db, env=s3_env)
     assert result.returncode == 2
     assert "NoSuchBucket" in result.stderr or "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_missing_s3_key_is_an_error(mysql_db, s3_bucket, s3_env) -> None:
+def test_missing_s3_key_is_an_error(run_main, mysql_db, s3_bucket, s3_env) -> None:
     client, bucket = s3_bucket
     client.put_object(Bucket=bucket, Key="AWSLogs/other.json.gz", Body=b"{}")
-    result = _import(f"s3://{bucket}/AWSLogs/111122223333_CloudTrail_typo.json.gz", mysql_db, env=s3_env)
+    result = _import(run_main, f"s3://{bucket}/AWSLogs/111122223333_CloudTrail_typo.json.gz", mysql_db, env=s3_env)
     assert result.returncode != 0
     assert "typo" in result.stderr
 
 
 # -- report ---------------------------------------------------------------------------------------
-def test_report_prints_the_counts(mysql_db, sample_day: SampleDay) -> None:
-    _ok(_import(sample_day.root, mysql_db))
+def test_report_prints_the_counts(run_main, mysql_db, sample_day: SampleDay) -> None:
+    _ok(_import(run_main, sample_day.root, mysql_db))
     events = sample_day.events()
 
-    result = run_cli("report", "--mysql-url", mysql_db.url)
+    result = run_main("report", "--mysql-url", mysql_db.url)
 
     _ok(result)
     lines = [line.rstrip() for line in result.stdout.splitlines()]
@@ -712,21 +730,21 @@ def test_report_prints_the_counts(mysql_db, sample_day: SampleDay) -> None:
     assert re.search(rf"^loaded\s+{len(sample_day.log_files)}\s+{len(events)}$", output, re.M)
 
 
-def test_report_prints_null_as_null(mysql_db, tmp_path: Path) -> None:
+def test_report_prints_null_as_null(run_main, mysql_db, tmp_path: Path) -> None:
     """Events without eventSource (Insight events, old placeholders) are counted under NULL, not None."""
     path = tmp_path / "no-source.json.gz"
     records = [{"eventVersion": "1.07", "eventTime": "2017-04-10T00:00:00Z", "eventName": "x"}] * 2
     path.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
-    _ok(_import(path, mysql_db))
-    result = run_cli("report", "--mysql-url", mysql_db.url)
+    _ok(_import(run_main, path, mysql_db))
+    result = run_main("report", "--mysql-url", mysql_db.url)
     _ok(result)
     assert re.search(r"^2\s+NULL\s*$", result.stdout, re.M), result.stdout
     assert "None" not in result.stdout
 
 
-def test_report_prints_section_titles(mysql_db, sample_day: SampleDay) -> None:
-    _ok(_import(sample_day.path(sample_day.log_files[0]), mysql_db))
-    result = run_cli("report", "--mysql-url", mysql_db.url)
+def test_report_prints_section_titles(run_main, mysql_db, sample_day: SampleDay) -> None:
+    _ok(_import(run_main, sample_day.path(sample_day.log_files[0]), mysql_db))
+    result = run_main("report", "--mysql-url", mysql_db.url)
     _ok(result)
     sql_text = (Path(__file__).resolve().parents[1] / "include" / "sql" / "report.sql").read_text()
     titles = [line[2:].strip() for line in sql_text.splitlines() if line.startswith("-- ")]
@@ -735,9 +753,9 @@ def test_report_prints_section_titles(mysql_db, sample_day: SampleDay) -> None:
         assert title in result.stdout.splitlines()
 
 
-def test_report_on_missing_database_is_a_clear_error(mysql_server) -> None:
+def test_report_on_missing_database_is_a_clear_error(run_main, mysql_server) -> None:
     absent = unique_database_name()
-    result = run_cli("report", "--mysql-url", mysql_url(absent))
+    result = run_main("report", "--mysql-url", mysql_url(absent))
     assert result.returncode == 2
     assert absent in result.stderr
     assert "Traceback" not in result.stderr
@@ -759,8 +777,8 @@ def local_infile_off(mysql_db) -> Any:
 
 # With parse-ahead on, every file's rows are already written as TSV when the refusal comes.
 @pytest.mark.parametrize("parse_ahead", ["on", "off"])
-def test_load_data_refused_by_the_client_falls_back_to_inserts(mysql_db, sample_day: SampleDay, parse_ahead: str) -> None:
-    result = run_cli(
+def test_load_data_refused_by_the_client_falls_back_to_inserts(run_main, mysql_db, sample_day: SampleDay, parse_ahead: str) -> None:
+    result = run_main(
         "import", sample_day.root, "--mysql-url", f"{mysql_db.url}?local_infile=0", *WORKERS, "--parse-ahead", parse_ahead
     )
     _ok(result)
@@ -770,35 +788,35 @@ def test_load_data_refused_by_the_client_falls_back_to_inserts(mysql_db, sample_
 
 @pytest.mark.parametrize("parse_ahead", ["on", "off"])
 def test_load_data_refused_by_the_server_falls_back_to_inserts(
-    mysql_db, sample_day: SampleDay, local_infile_off, parse_ahead: str
+    run_main, mysql_db, sample_day: SampleDay, local_infile_off, parse_ahead: str
 ) -> None:
-    result = _import(sample_day.root, mysql_db, "--parse-ahead", parse_ahead)
+    result = _import(run_main, sample_day.root, mysql_db, "--parse-ahead", parse_ahead)
     _ok(result)
     assert _summary(result)["loaded"] == len(sample_day.log_files)
     assert _request_ids(mysql_db) == Counter(e["requestID"] for e in sample_day.events())
 
 
-def test_load_data_asked_for_but_refused_stops_with_what_to_do(mysql_db, sample_day: SampleDay, local_infile_off) -> None:
-    result = _import(sample_day.root, mysql_db, "--method", "load_data")
+def test_load_data_asked_for_but_refused_stops_with_what_to_do(run_main, mysql_db, sample_day: SampleDay, local_infile_off) -> None:
+    result = _import(run_main, sample_day.root, mysql_db, "--method", "load_data")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "LOAD DATA LOCAL INFILE is refused" in result.stderr and "method auto or insert" in result.stderr
     assert mysql_db.count() == 0
 
 
-def test_mysql_url_option_that_must_be_a_number(mysql_db, sample_day: SampleDay) -> None:
-    result = run_cli("import", sample_day.root, "--mysql-url", f"{mysql_db.url}?connect_timeout=soon")
+def test_mysql_url_option_that_must_be_a_number(run_main, mysql_db, sample_day: SampleDay) -> None:
+    result = run_main("import", sample_day.root, "--mysql-url", f"{mysql_db.url}?connect_timeout=soon")
     assert result.returncode == 2
     assert "connect_timeout must be a whole number" in result.stderr and "Traceback" not in result.stderr
 
 
 # -- credentials ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["import", "report"])
-def test_bad_password_is_a_clear_error_without_the_password(command: str, mysql_db, sample_day: SampleDay) -> None:
+def test_bad_password_is_a_clear_error_without_the_password(run_main, command: str, mysql_db, sample_day: SampleDay) -> None:
     password = f"Wr0ng-{secrets.token_hex(8)}"
     url = mysql_url(mysql_db.name, password)
     args = [command] + ([sample_day.root] if command == "import" else []) + ["--mysql-url", url]
 
-    result = run_cli(*args)
+    result = run_main(*args)
 
     assert result.returncode == 2
     assert "cannot connect" in result.stderr
@@ -811,10 +829,10 @@ def test_bad_password_is_a_clear_error_without_the_password(command: str, mysql_
 
 
 @pytest.mark.parametrize("separator", ["#", "/", "?"])
-def test_password_with_url_characters_never_printed(separator: str, mysql_db) -> None:
+def test_password_with_url_characters_never_printed(run_main, separator: str, mysql_db) -> None:
     head, tail = f"Head{secrets.token_hex(4)}", f"Tail{secrets.token_hex(4)}"
     url = f"mysql://root:{head}{separator}{tail}@127.0.0.1:3306/{mysql_db.name}"
-    result = run_cli("report", "--mysql-url", url)
+    result = run_main("report", "--mysql-url", url)
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert head not in output

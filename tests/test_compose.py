@@ -436,7 +436,7 @@ def test_loader_grants_match_the_documented_least_privilege(services, roles) -> 
 def test_published_ports_do_not_collide(services, roles) -> None:
     seen: dict[tuple[int, str], str] = {}
     for name, service in services.items():
-        for ip, published, _, protocol in published_ports(service):
+        for _ip, published, _, protocol in published_ports(service):
             key = (published, protocol)
             assert key not in seen, f"host port {published}/{protocol} published by {seen.get(key)} and {name}"
             seen[key] = name

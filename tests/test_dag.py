@@ -13,8 +13,8 @@ import subprocess
 import sys
 from collections import Counter
 from copy import deepcopy
-from decimal import Decimal
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,9 @@ def test_daily_run_loads_exactly_the_day_then_reruns_change_nothing(
     assert _query(mysql_db, "SELECT COUNT(*) FROM logs_files WHERE status <> 'loaded'")[0][0] == 0
 
     # Indexes: the tutorial's five plus the timestamp.
-    indexed = {row[0] for row in _query(mysql_db, "SELECT column_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'logs'")}
+    indexed = {row[0] for row in _query(
+        mysql_db, "SELECT column_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'logs'"
+    )}
     assert {"eventSource", "eventName", "errorCode", "requestID", "eventType", "eventTimestamp"} <= indexed
 
     # Summaries equal GROUP BY queries on the table, for both event days the files touched.
@@ -267,19 +269,23 @@ def test_operator_loads_the_good_files_of_a_batch_and_names_the_bad_one(
 
     client, bucket = s3_bucket
     records = _put(client, bucket, day_files(DAY, records=90, accounts=("111122223333",), regions=("us-east-1",), files_per_region=3, digests=False))
-    bad_key = f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/111122223333_CloudTrail_us-east-1_{DAY:%Y%m%d}T2359Z_BADBADBADBADBADB.json.gz"
+    bad_key = (f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"
+               f"111122223333_CloudTrail_us-east-1_{DAY:%Y%m%d}T2359Z_BADBADBADBADBADB.json.gz")
     client.put_object(Bucket=bucket, Key=bad_key, Body=gzip.compress(b'{"Records": [')[:-4])
     for name, value in _connections(s3_server, mysql_db.url).items():
         monkeypatch.setenv(name, value)
 
-    operator = CloudTrailToMySqlOperator(task_id="load", bucket=bucket, ranges=[{"prefix": f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"}])
+    folder = f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"
+    operator = CloudTrailToMySqlOperator(task_id="load", bucket=bucket, ranges=[{"prefix": folder}])
     with pytest.raises(AirflowException, match="BADBADBADBADBADB"):
         operator.execute({})
     assert _query(mysql_db, "SELECT COUNT(*) FROM logs")[0][0] == sum(len(v) for v in records.values()) == 90
     assert _query(mysql_db, "SELECT status FROM logs_files WHERE source = %s", f"s3://{bucket}/{bad_key}") == [("failed",)]
 
     # The retry (fixed file in place) loads only what is missing: exact rows, nothing doubled.
-    client.put_object(Bucket=bucket, Key=bad_key, Body=gzip.compress(json.dumps({"Records": [{"eventVersion": "1.08", "eventTime": "2017-04-10T23:58:00Z", "eventSource": "s3.amazonaws.com", "eventName": "GetObject"}]}).encode()))
+    record = {"eventVersion": "1.08", "eventTime": "2017-04-10T23:58:00Z", "eventSource": "s3.amazonaws.com",
+              "eventName": "GetObject"}
+    client.put_object(Bucket=bucket, Key=bad_key, Body=gzip.compress(json.dumps({"Records": [record]}).encode()))
     summary = operator.execute({})
     assert summary["loaded"] == 1 and summary["already_loaded"] == 3 and summary["failed"] == 0
     assert _query(mysql_db, "SELECT COUNT(*) FROM logs")[0][0] == 91

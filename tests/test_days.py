@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 import pytest
+
 from cloudtrail_mysql import cli, sql
 from cloudtrail_mysql.daytasks import create_indexes
 from conftest import CLI, SampleDay, make_sample_day
@@ -107,7 +108,7 @@ def test_two_imports_of_different_days_at_once_make_their_partitions_without_a_c
         _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err
     found = _partitions(mysql_db)
-    for sample, offset in zip(samples, (0, 3, -5)):
+    for sample, offset in zip(samples, (0, 3, -5), strict=True):
         assert found[f"p{DAY + timedelta(days=offset):%Y%m%d}"] == len(sample.events())
     assert sum(found.values()) == sum(len(s.events()) for s in samples)
 
@@ -144,7 +145,7 @@ def test_retention_keeps_the_last_days_whole_and_refuses_a_late_file_into_a_drop
 ) -> None:
     days = [DAY + timedelta(days=offset) for offset in range(5)]
     samples = {day: _day(tmp_path, day, records=150, seed=day.day) for day in days}
-    for day, sample in samples.items():
+    for sample in samples.values():
         code, _, err = _cli(capsys, "import", sample.root, "--mysql-url", mysql_db.url, "--workers", "1", "--summarize")
         assert code == 0, err
     loaded_files = dict(mysql_db.query("SELECT delivery_day, COUNT(*) FROM logs_files GROUP BY delivery_day"))
@@ -350,7 +351,7 @@ def test_an_event_delivered_on_two_days_counts_once_whichever_day_is_loaded_firs
     today.path(item).write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
 
     days = [(before, DAY - timedelta(days=1)), (today, DAY)]
-    for sample, day in days if order == "in order" else days[::-1]:
+    for sample, _delivery_day in days if order == "in order" else days[::-1]:
         code, _, err = _cli(capsys, "import", sample.root, "--mysql-url", mysql_db.url, "--workers", "1", "--summarize")
         assert code == 0, err
     assert mysql_db.query("SELECT COUNT(*) FROM logs WHERE eventID = %s", late_evening["eventID"])[0][0] == 2

@@ -20,11 +20,13 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -47,7 +49,7 @@ def _summary(stdout: str) -> dict[str, int]:
         r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout
     )
     assert match, f"no summary line in stdout:\n{stdout}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups())))
+    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _import(source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None, timeout: float = 120):
@@ -537,7 +539,7 @@ def test_s3_key_deleted_between_listing_and_reading(s3_env_in_process, s3_bucket
     day = make_sample_day(tmp_path / "ct", records=300, accounts=(ACCOUNT,), regions=(REGION, "eu-west-1"), digests=False)
     keys = upload_files(client, bucket, day.log_files, prefix="trail")
     assert len(keys) >= 4
-    expected = {f"s3://{bucket}/{key}": len(read_events(day.path(item))) for key, item in zip(keys, day.log_files)}
+    expected = {f"s3://{bucket}/{key}": len(read_events(day.path(item))) for key, item in zip(keys, day.log_files, strict=True)}
 
     s3 = sources.s3_client()
     listed = sources.list_sources(f"s3://{bucket}/trail/", client=s3)
@@ -744,7 +746,7 @@ def test_invalid_utf8_in_user_agent_is_replaced_not_fatal(mysql_db, tmp_path: Pa
     assert "\ufffd" in expected_agent
     assert rows[0]["userAgent"] == expected_agent
     assert rows[1]["userAgent"] == r1["userAgent"]
-    for row, record in zip(rows, (r0, r1)):
+    for row, record in zip(rows, (r0, r1), strict=True):
         for name in ("eventID", "requestID", "eventName", "eventSource", "eventTime", "recipientAccountId"):
             assert row[name] == record.get(name), name
         for name in ("userIdentity", "requestParameters"):
@@ -1132,7 +1134,7 @@ def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files
     assert all(parsed[s.location] == 1 for s in sources[1:] if s.location != str(bad))
     when = {(what, location): at for what, location, at in events}
     overlapped = [
-        first.location for first, second in zip(sources[1:], sources[2:])
+        first.location for first, second in pairwise(sources[1:])
         if ("parsed", second.location) in when and ("load ends", first.location) in when
         and when[("parsed", second.location)] < when[("load ends", first.location)]
     ]

@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_sample_day, read_events, run_cli
-from test_dag import _connections, _dags_test, _put
 
 from cloudtrail_mysql.findings import (
     And,
+    Check,
     Compare,
     ControlsFileError,
     Or,
     PatternError,
-    Check,
     compile_pattern,
     load_controls,
     parse,
 )
+from conftest import make_sample_day, read_events
+from test_dag import _connections, _dags_test, _put
 
 DAY = date(2017, 4, 10)
 ACCOUNT = "111122223333"
@@ -356,17 +356,17 @@ def test_the_compiler_knows_the_columns_the_table_has(mysql_db: Any) -> None:
 
 
 # -- against MySQL --------------------------------------------------------------------------------
-def test_each_control_matches_exactly_its_documented_events_and_no_near_miss(tmp_path: Path, mysql_db: Any) -> None:
+def test_each_control_matches_exactly_its_documented_events_and_no_near_miss(run_main, tmp_path: Path, mysql_db: Any) -> None:
     records = [event for event, _ in LABELLED]
     path = _write_file(tmp_path / "trail", records)
-    loaded = run_cli("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1")
+    loaded = run_main("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1")
     assert loaded.returncode == 0, loaded.stderr
-    built = run_cli("findings", "--all", "--json", "--mysql-url", mysql_db.url)
+    built = run_main("findings", "--all", "--json", "--mysql-url", mysql_db.url)
     assert built.returncode == 0, built.stderr
 
     controls = load_controls()
     want: dict[str, set[tuple[str, int]]] = {}
-    for index, (event, labels) in enumerate(LABELLED):
+    for index, (_event, labels) in enumerate(LABELLED):
         for control in labels:
             want.setdefault(control, set()).add((path.name, index))
     # The labels and the independent evaluator agree, and the SQL gives exactly that.
@@ -381,7 +381,7 @@ def test_each_control_matches_exactly_its_documented_events_and_no_near_miss(tmp
     assert str(row["eventTime"]) == "2017-04-10 12:00:00" and row["errorCode"] is None
 
 
-def test_user_patterns_wildcards_numbers_cut_values_and_unknown_fields(tmp_path: Path, mysql_db: Any) -> None:
+def test_user_patterns_wildcards_numbers_cut_values_and_unknown_fields(run_main, tmp_path: Path, mysql_db: Any) -> None:
     """Values kept whole in extraFields (cut or untyped) and fields without a column are matched
     on the whole value; '%' and '_' are literal; numbers compare as numbers."""
     records = [
@@ -411,8 +411,8 @@ def test_user_patterns_wildcards_numbers_cut_values_and_unknown_fields(tmp_path:
         "Mine.null": "{ $.requestParameters.max IS NULL }",
     }
     mine.write_text(json.dumps([{"id": k, "title": k, "severity": "Info", "pattern": v} for k, v in patterns.items()]))
-    assert run_cli("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
-    built = run_cli("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
+    assert run_main("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
+    built = run_main("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
     assert built.returncode == 0, built.stderr
     found = {c: {i for _, i in v} for c, v in _found(mysql_db).items() if c.startswith("Mine.")}
     assert found == {
@@ -422,15 +422,15 @@ def test_user_patterns_wildcards_numbers_cut_values_and_unknown_fields(tmp_path:
     assert path.name
 
 
-def test_generated_days_give_exactly_the_events_the_patterns_select_and_rebuilds_are_exact(tmp_path: Path, mysql_db: Any) -> None:
+def test_generated_days_give_exactly_the_events_the_patterns_select_and_rebuilds_are_exact(run_main, tmp_path: Path, mysql_db: Any) -> None:
     day = make_sample_day(tmp_path / "day", records=2400, digests=False, seed=5)
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"controls": [{
         "id": "Team.sts-denied", "title": "STS calls denied", "severity": "Medium",
         "pattern": '{ ($.eventSource = "sts.amazonaws.com") && ($.errorCode = "AccessDenied" || $.errorCode = "*Exception") }',
     }]}))
-    assert run_cli("import", day.root, "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
-    built = run_cli("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
+    assert run_main("import", day.root, "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
+    built = run_main("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
     assert built.returncode == 0, built.stderr
 
     controls = load_controls(mine)
@@ -442,23 +442,24 @@ def test_generated_days_give_exactly_the_events_the_patterns_select_and_rebuilds
         assert expected.get(wanted), f"the sample day has no {wanted} event"
 
     # The day's findings on the command line, text and JSON; exit 0 with findings and without.
-    shown = run_cli("findings", "--day", str(DAY), "--limit", "2", "--controls", mine, "--mysql-url", mysql_db.url)
+    shown = run_main("findings", "--day", str(DAY), "--limit", "2", "--controls", mine, "--mysql-url", mysql_db.url)
     assert shown.returncode == 0, shown.stderr
     on_day = {c: {k for k in v if _event_day(files, k) == DAY} for c, v in expected.items()}
-    assert f"CloudWatch.2 (Low): Ensure a log metric filter and alarm exist for unauthorized API calls: {len(on_day['CloudWatch.2'])} finding(s)" in shown.stdout
-    as_json = run_cli("findings", "--day", str(DAY), "--json", "--limit", "0", "--mysql-url", mysql_db.url)
+    title = "Ensure a log metric filter and alarm exist for unauthorized API calls"
+    assert f"CloudWatch.2 (Low): {title}: {len(on_day['CloudWatch.2'])} finding(s)" in shown.stdout
+    as_json = run_main("findings", "--day", str(DAY), "--json", "--limit", "0", "--mysql-url", mysql_db.url)
     document = json.loads(as_json.stdout)
     assert {c["control"]: c["findings"] for c in document["controls"]} == {c: len(v) for c, v in on_day.items() if v}
     assert all(len(c["rows"]) == c["findings"] for c in document["controls"])
-    clean = run_cli("findings", "--day", "2001-01-01", "--mysql-url", mysql_db.url)
+    clean = run_main("findings", "--day", "2001-01-01", "--mysql-url", mysql_db.url)
     assert clean.returncode == 0 and "no findings" in clean.stdout
 
     # Rebuilding changes nothing; rows gone from the logs table (retention) leave no finding behind.
     snapshot = mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4")
-    assert run_cli("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url).returncode == 0
+    assert run_main("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url).returncode == 0
     assert mysql_db.query("SELECT * FROM logs_findings ORDER BY 1, 2, 3, 4") == snapshot
     mysql_db.query("DELETE FROM logs WHERE eventTimestamp < %s", DAY)
-    assert run_cli("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url).returncode == 0
+    assert run_main("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url).returncode == 0
     assert mysql_db.query("SELECT COUNT(*) FROM logs_findings WHERE event_day < %s", DAY) == [(0,)]
     assert _found(mysql_db) == {c: {k for k in v if _event_day(files, k) == DAY} for c, v in expected.items() if on_day[c]}
 
@@ -468,19 +469,19 @@ def _event_day(files: list[Path], key: tuple[str, int]) -> date:
     return date.fromisoformat(read_events(path)[key[1]]["eventTime"][:10])
 
 
-def test_a_bad_user_file_fails_the_command_clearly(tmp_path: Path, mysql_db: Any) -> None:
+def test_a_bad_user_file_fails_the_command_clearly(run_main, tmp_path: Path, mysql_db: Any) -> None:
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps([{"id": "Mine.1", "pattern": '{ $.eventName = "x" || ( }'}]))
-    result = run_cli("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
+    result = run_main("findings", "--all", "--controls", mine, "--mysql-url", mysql_db.url)
     assert result.returncode == 2
     assert "mine.json: control Mine.1: bad filter pattern at position 26" in result.stderr
 
 
-def test_duplicate_deliveries_are_one_finding_and_late_files_join_their_day(tmp_path: Path, mysql_db: Any) -> None:
+def test_duplicate_deliveries_are_one_finding_and_late_files_join_their_day(run_main, tmp_path: Path, mysql_db: Any) -> None:
     stop = _event("StopLogging", "cloudtrail.amazonaws.com", eventID="e-1", eventTime="2017-04-09T23:58:00Z")
     _write_file(tmp_path / "trail", [stop], stamp="0005", uid="BBBBBBBBBBBBBBBB")
     _write_file(tmp_path / "trail", [dict(stop)], stamp="0010", uid="CCCCCCCCCCCCCCCC")  # delivered twice
-    assert run_cli("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
+    assert run_main("import", tmp_path / "trail", "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
     conn = mysql_db.connect()
     try:
         from cloudtrail_mysql.findings import build_findings
@@ -488,7 +489,7 @@ def test_duplicate_deliveries_are_one_finding_and_late_files_join_their_day(tmp_
         assert build_findings(conn, "logs", load_controls(), str(DAY)) == {"CloudWatch.5": 1}
         late = _write_file(tmp_path / "late", [_event("DeleteTrail", "cloudtrail.amazonaws.com", eventTime="2017-04-09T23:59:00Z")],
                            stamp="2300", uid="DDDDDDDDDDDDDDDD")
-        assert run_cli("import", late, "--mysql-url", mysql_db.url).returncode == 0
+        assert run_main("import", late, "--mysql-url", mysql_db.url).returncode == 0
         assert build_findings(conn, "logs", load_controls(), str(DAY)) == {"CloudWatch.5": 2}
     finally:
         conn.close()

@@ -21,9 +21,10 @@ import sys
 import time
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def _hostile_path(root: Path, uid: str) -> Path:
 def _summary(stdout: str) -> dict[str, int]:
     match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout)
     assert match, f"no summary line in stdout:\n{stdout}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups())))
+    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _good_files(root: Path, records: int = 120) -> list[Path]:
@@ -308,8 +309,9 @@ def _leftovers(scratch: Path) -> list[str]:
 
 
 def _one_big_file(root: Path, records: int = 60_000) -> list[Path]:
-    from cloudtrail_mysql.sample import day_files
     from datetime import date
+
+    from cloudtrail_mysql.sample import day_files
 
     (item,) = day_files(date(2017, 4, 10), records=records, accounts=("111122223333",), regions=("us-east-1",),
                         files_per_region=1, digests=False)

@@ -20,8 +20,17 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql import sql
-
-from conftest import CLI, database_exists, drop_database, make_sample_day, mysql_url, read_events, run_cli, unique_database_name, upload_files
+from conftest import (
+    CLI,
+    database_exists,
+    drop_database,
+    make_sample_day,
+    mysql_url,
+    read_events,
+    run_cli,
+    unique_database_name,
+    upload_files,
+)
 
 WORKERS = ("--workers", "2")
 
@@ -33,7 +42,7 @@ def _import(source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None
 def _summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", result.stdout)
     assert match, f"no summary line:\n{result.stdout}\n{result.stderr}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups())))
+    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _gz(document: Any) -> bytes:
@@ -76,7 +85,7 @@ def test_duplicate_keys_fail_the_file_and_odd_values_are_kept(mysql_db, tmp_path
     root = tmp_path / "day"
     event = '{"eventVersion":"1.08","eventTime":"2017-04-10T00:00:01Z","eventName":"A","requestID":"%s"}'
     twice_records = _ct_path(root, "RecordsTwiceAAAA")
-    twice_records.write_bytes(gzip.compress(('{"Records":[%s],"Records":[%s]}' % (event % "r1", event % "r2")).encode()))
+    twice_records.write_bytes(gzip.compress(f'{{"Records":[{event % "r1"}],"Records":[{event % "r2"}]}}'.encode()))
     twice_key = _ct_path(root, "KeyTwiceBBBBBBBB")
     twice_key.write_bytes(gzip.compress(('{"Records":[%s,{"eventName":"Deleted","eventName":"Harmless"}]}' % (event % "k1")).encode()))
     # Whitespace and a \u003a escape in the text do not hide a duplicate.
@@ -134,7 +143,8 @@ def test_a_namesake_with_other_content_is_refused_naming_both_places(mysql_db, t
 
     assert result.returncode == 1, result.stdout + result.stderr
     # Whichever of the two was loaded first stays; the other is refused, naming both places.
-    manifest = {source: (status, name, error) for source, status, name, error in mysql_db.query("SELECT source, status, file_name, error FROM logs_files")}
+    manifest = {source: (status, name, error)
+                for source, status, name, error in mysql_db.query("SELECT source, status, file_name, error FROM logs_files")}
     winner, loser = (first, second) if manifest[str(first)][0] == "loaded" else (second, first)
     kept = _events(10, "first") if winner == first else _events(29, "second")
     assert _summary(result) == {"loaded": 2, "already_loaded": 0, "skipped": 0, "failed": 1, "rows": len(kept) + 3}
@@ -230,7 +240,8 @@ def _rss_mib(pid: int) -> float:
 
 
 def test_a_worker_killed_mid_import_fails_its_file_by_name_and_a_rerun_is_exact(mysql_db, tmp_path: Path) -> None:
-    base = read_events(make_sample_day(tmp_path / "base", records=40, accounts=("111122223333",), regions=("us-east-1",), digests=False).root.rglob("*.json.gz").__next__())
+    sample = make_sample_day(tmp_path / "base", records=40, accounts=("111122223333",), regions=("us-east-1",), digests=False)
+    base = read_events(sample.root.rglob("*.json.gz").__next__())
     root = tmp_path / "big"
     files: dict[Path, int] = {}
     for n in range(4):  # big files, so that each worker is inside one for a while
@@ -337,10 +348,10 @@ class _Trap:
 def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
     airflow_env: dict[str, str], mysql_db, s3_bucket, s3_server: str, tmp_path: Path
 ) -> None:
-    from datetime import date, datetime, timedelta, timezone
+    from datetime import UTC, date, datetime, timedelta
 
-    from conftest import _mysql_connect
     from cloudtrail_mysql.sample import day_files
+    from conftest import _mysql_connect
 
     client, bucket = s3_bucket
     upload_files(client, bucket, day_files(date(2017, 4, 9), records=20, accounts=("111122223333",), regions=("us-east-1",), digests=False))
@@ -361,7 +372,7 @@ def test_the_dag_refuses_what_no_retry_can_fix_before_touching_mysql_or_s3(
     }
     trap = {"mysql_conn_id": "mysql_trap", "aws_conn_id": "aws_trap"}
     real = {"mysql_conn_id": "mysql_real", "aws_conn_id": "aws_real"}
-    tomorrow = datetime.now(timezone.utc).date() + timedelta(days=1)
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     cases = {
         "bad_bucket": ("2017-04-10", {**trap, "bucket": "../etc"}),
         "before_cloudtrail": ("2017-04-09", {**trap, "bucket": bucket, "day": "2013-10-31"}),

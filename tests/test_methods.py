@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import make_sample_day, run_cli
-
+from conftest import make_sample_day
 
 
 def _rows(mysql_db: Any, table: str) -> list[tuple]:
@@ -84,7 +83,7 @@ def server_sql_mode(request: pytest.FixtureRequest, mysql_db: Any) -> Any:
 
 @pytest.mark.parametrize("with_awkward_values", [False, True])
 def test_load_data_and_insert_store_identical_rows(
-    mysql_db: Any, tmp_path: Path, with_awkward_values: bool, server_sql_mode: str
+    run_main, mysql_db: Any, tmp_path: Path, with_awkward_values: bool, server_sql_mode: str
 ) -> None:
     if server_sql_mode == "strict":
         assert "NO_BACKSLASH_ESCAPES" in mysql_db.query("SELECT @@SESSION.sql_mode")[0][0]
@@ -92,10 +91,11 @@ def test_load_data_and_insert_store_identical_rows(
     make_sample_day(root, records=300, insight=False)
     extra = 0
     if with_awkward_values:
-        extra = _awkward_file(root / "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10/111122223333_CloudTrail_us-east-1_20170410T1135Z_AWKWARDAWKWARDAW.json.gz")
+        folder = root / "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10"
+        extra = _awkward_file(folder / "111122223333_CloudTrail_us-east-1_20170410T1135Z_AWKWARDAWKWARDAW.json.gz")
 
     for method, table in (("load_data", "via_load_data"), ("insert", "via_insert")):
-        result = run_cli("import", root, "--mysql-url", mysql_db.url, "--table", table, "--method", method, "--workers", "1")
+        result = run_main("import", root, "--mysql-url", mysql_db.url, "--table", table, "--method", method, "--workers", "1")
         assert result.returncode == 0, result.stderr
     load_data_rows = _rows(mysql_db, "via_load_data")
     insert_rows = _rows(mysql_db, "via_insert")
@@ -104,7 +104,8 @@ def test_load_data_and_insert_store_identical_rows(
 
     if with_awkward_values:
         found = mysql_db.query_dicts(
-            "SELECT eventName, errorMessage, requestParameters, eventID, recipientAccountId, readOnly FROM via_load_data WHERE sourceKey LIKE %s ORDER BY recordIndex",
+            "SELECT eventName, errorMessage, requestParameters, eventID, recipientAccountId, readOnly FROM via_load_data"
+            " WHERE sourceKey LIKE %s ORDER BY recordIndex",
             "%AWKWARD%",
         )
         assert found[0]["eventName"] == "Put\tObject"

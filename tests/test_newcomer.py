@@ -13,10 +13,12 @@ import socket
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -179,7 +181,7 @@ def test_chart_has_a_few_round_ticks_from_zero_to_at_least_the_peak(peak: int) -
     values = [value for _, value in axis][::-1]  # bottom to top
     assert 3 <= len(values) <= 6 or (peak == 1 and values == [0, 1])
     assert values[0] == 0 and values[-1] >= peak
-    steps = {b - a for a, b in zip(values, values[1:])}
+    steps = {b - a for a, b in pairwise(values)}
     assert len(steps) == 1  # evenly spaced
     step = steps.pop()
     assert values[-1] - step < peak  # the top is the first round value at or above the peak
@@ -187,7 +189,7 @@ def test_chart_has_a_few_round_ticks_from_zero_to_at_least_the_peak(peak: int) -
     assert leading in (1, 2, 25, 5)  # 1, 2, 2.5 or 5 times a power of ten
     # Labels sit evenly down the axis, and the polyline's peak point lies where the axis puts it.
     ys = [y for y, _ in axis]
-    gaps = {round(b - a, 1) for a, b in zip(ys, ys[1:])}
+    gaps = {round(b - a, 1) for a, b in pairwise(ys)}
     assert max(gaps) - min(gaps) <= 1.0
     line = re.search(r'<polyline[^>]*points="([^"]+)"', page).group(1)
     top_y = min(float(point.split(",")[1]) for point in line.split())

@@ -84,7 +84,8 @@ def _gz(document: Any) -> bytes:
         (f"AWSLogs/o-abc123/{ACCOUNT}/CloudTrail-Aggregated/us-east-1/{DAY}/renamed.json.gz", FileKind.AGGREGATED),
         (AGGREGATED_NAME, FileKind.AGGREGATED),
         # other services sharing a log-archive bucket, and CloudTrail kinds this loader does not know
-        (f"AWSLogs/{ACCOUNT}/Config/us-east-1/2017/4/10/ConfigSnapshot/{ACCOUNT}_Config_us-east-1_ConfigSnapshot_20170410T000000Z_x.json.gz", FileKind.OTHER),
+        (f"AWSLogs/{ACCOUNT}/Config/us-east-1/2017/4/10/ConfigSnapshot/"
+         f"{ACCOUNT}_Config_us-east-1_ConfigSnapshot_20170410T000000Z_x.json.gz", FileKind.OTHER),
         (f"s3://b/AWSLogs/o-abc123/{ACCOUNT}/Config/us-east-1/2017/4/10/ConfigHistory/{ACCOUNT}_Config_x.json.gz", FileKind.OTHER),
         (f"AWSLogs/{ACCOUNT}/CloudTrail-SomethingNew/us-east-1/{DAY}/x.json.gz", FileKind.OTHER),
         (f"{ACCOUNT}_CloudTrail-SomethingNew_us-east-1_20170410T0005Z_AbCdEfGh12345678.json.gz", FileKind.OTHER),
@@ -290,7 +291,7 @@ def _rows(records: list[dict[str, Any]], source_key: str = "s3://b/k.json.gz", f
     assert builder.column_names == tuple(c.name for c in COLUMNS)
     rows = list(builder.rows(records, source_key, file_id))
     assert all(len(row) == len(COLUMNS) for row in rows)
-    return [dict(zip(builder.column_names, row)) for row in rows]
+    return [dict(zip(builder.column_names, row, strict=True)) for row in rows]
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,11 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import __version__, sql
@@ -35,8 +36,17 @@ from cloudtrail_mysql.front import LoadOptions, LoadSummary, open_writers, run_l
 from cloudtrail_mysql.layout import delivery_day
 from cloudtrail_mysql.loader import LOAD_AGAIN_HINT
 from cloudtrail_mysql.mysql_errors import (
-    CANNOT_REACH, CONNECTION_LOST, NO_SUCH_TABLE, UNKNOWN_COLUMN, UNKNOWN_DATABASE, WRONG_PASSWORD, MySqlConnectError,
-    MySqlSetupError, describe_mysql_error, mysql_error_code, setup_error,
+    CANNOT_REACH,
+    CONNECTION_LOST,
+    NO_SUCH_TABLE,
+    UNKNOWN_COLUMN,
+    UNKNOWN_DATABASE,
+    WRONG_PASSWORD,
+    MySqlConnectError,
+    MySqlSetupError,
+    describe_mysql_error,
+    mysql_error_code,
+    setup_error,
 )
 from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
 from cloudtrail_mysql.records import parse_size
@@ -686,9 +696,9 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     # SQL's NULL as NULL, not as Python's None (records without eventSource, e.g. Insight events).
     rows = [tuple("NULL" if value is None else value for value in row) for row in rows]
     widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def _positive_int(text: str) -> int:

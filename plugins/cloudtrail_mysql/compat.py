@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 try:  # Airflow 3
-    from airflow.sdk import DAG, Asset, BaseOperator, Param, PokeReturnValue, TriggerRule, task
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import (
+        DAG,
+        Asset,
+        BaseOperator,
+        CronDataIntervalTimetable,
+        Param,
+        PokeReturnValue,
+        TriggerRule,
+        task,
+    )
 except ImportError:  # Airflow 2
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
     from airflow.decorators import task  # type: ignore[no-redef]

@@ -15,9 +15,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any
 
 import orjson
 
@@ -178,9 +179,9 @@ def tokenize(pattern: str, control: str = "") -> list[Token]:
     return tokens
 
 
-def _selector(pattern: str, i: int, control: str) -> tuple[tuple[Union[str, int], ...], int]:
+def _selector(pattern: str, i: int, control: str) -> tuple[tuple[str | int, ...], int]:
     """``$.a.b[0].c`` from position i: its path (names and array indexes) and where it ends."""
-    path: list[Union[str, int]] = []
+    path: list[str | int] = []
     i += 1
     n = len(pattern)
     while i < n and pattern[i] in ".[":
@@ -221,7 +222,7 @@ def _quoted(pattern: str, i: int, control: str) -> tuple[str, int]:
 
 
 # -- AST -------------------------------------------------------------------------------------------
-FieldPath = tuple[Union[str, int], ...]
+FieldPath = tuple[str | int, ...]
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
@@ -260,7 +261,7 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Union[Compare, Check, And, Or]
+Node = Compare | Check | And | Or
 
 
 class _Parser:
@@ -653,7 +654,7 @@ def day_findings(query: Any, table: str, day: str, limit: int = 20) -> list[Cont
     per_control: dict[str, ControlFindings] = {}
     for control, count, *values in query(statement, {"day": day, "limit": limit if limit > 0 else 2**62}):
         entry = per_control.setdefault(str(control), ControlFindings(str(control), int(count), []))
-        entry.rows.append(dict(zip(FINDING_COLUMNS, values)))
+        entry.rows.append(dict(zip(FINDING_COLUMNS, values, strict=True)))
     return [per_control[c] for c in control_order(per_control)]
 
 

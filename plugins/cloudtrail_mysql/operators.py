@@ -7,7 +7,8 @@ core functions the command-line loader uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator
 from cloudtrail_mysql.front import LoadOptions, LoadSummary, open_writers, run_load

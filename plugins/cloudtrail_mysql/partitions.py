@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.records import UNDATED_DAY

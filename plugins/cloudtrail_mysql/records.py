@@ -12,11 +12,12 @@ import json
 import os
 import re
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -235,7 +236,7 @@ def read_records(data: bytes, source: str, limits: Limits | None = None) -> Iter
                     'does not begin with {"Records": [, so it cannot be read record by record)'
                 )
             return StreamedRecords(data, source, limits)
-        data = text
+        data = text  # type: ignore[assignment]  # a bytearray, not copied: every reader below takes it as bytes
     else:
         if data[:_HEAD].lstrip()[:1] not in (b"{", b"[", b"") and source.lower().endswith(".gz"):
             raise CloudTrailFileError(source, f"not a gzip file, and not valid JSON either (it begins with {bytes(data[:8])!r}, not gzip's 1f 8b)")
@@ -610,7 +611,7 @@ def _event_timestamp(value: Any) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is not None:
-            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         return None
     if moment.year < 1000:
@@ -757,7 +758,7 @@ class RowBuilder:
             if not lines:
                 return
             if max(map(len, lines)) > limit_chars:
-                for (index, _), line in zip(chunk, lines):
+                for (index, _), line in zip(chunk, lines, strict=True):
                     if len(line) > limit_chars:
                         self._check_size(source_key, index, line)
             lines.append("")

@@ -13,10 +13,11 @@ import gzip
 import random
 import string
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import orjson
 
@@ -160,7 +161,8 @@ def _event(rng: random.Random, account: str, region: str, moment: datetime) -> d
         event["eventID"] = str(uuid.UUID(int=rng.getrandbits(128)))
     event["eventType"] = "AwsConsoleSignIn" if service == "signin.amazonaws.com" else rng.choice(("AwsApiCall", "AwsApiCall", "AwsServiceEvent"))
     if minor >= 2 and rng.random() < 0.3:
-        event["resources"] = [{"ARN": f"arn:aws:kms:{region}:{account}:key/{uuid.UUID(int=rng.getrandbits(128))}", "accountId": account, "type": "AWS::KMS::Key"}]
+        key_id = uuid.UUID(int=rng.getrandbits(128))
+        event["resources"] = [{"ARN": f"arn:aws:kms:{region}:{account}:key/{key_id}", "accountId": account, "type": "AWS::KMS::Key"}]
     if minor >= 4:
         event["readOnly"] = name.startswith(("Describe", "List", "Get"))
     if minor >= 5 and rng.random() < 0.1:
@@ -174,7 +176,10 @@ def _event(rng: random.Random, account: str, region: str, moment: datetime) -> d
     if minor >= 8:
         event["recipientAccountId"] = account
         if rng.random() < 0.5:
-            event["tlsDetails"] = {"tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256", "clientProvidedHostHeader": f"{service.split('.')[0]}.{region}.amazonaws.com"}
+            event["tlsDetails"] = {
+                "tlsVersion": "TLSv1.3", "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                "clientProvidedHostHeader": f"{service.split('.')[0]}.{region}.amazonaws.com",
+            }
         if identity is not None and rng.random() < 0.05:
             event["sessionCredentialFromConsole"] = "true"
     else:
@@ -231,7 +236,7 @@ def day_files(
     streams = [(a, r) for a in accounts for r in regions]
     per_stream = max(1, records // len(streams))
     count = files_per_region or max(1, min(288, per_stream // 20))
-    start = datetime.combine(day, time(0, 0), tzinfo=timezone.utc)
+    start = datetime.combine(day, time(0, 0), tzinfo=UTC)
     produced = 0
     for stream_index, (account, region) in enumerate(streams):
         want = records - produced if stream_index == len(streams) - 1 else per_stream
@@ -278,7 +283,10 @@ def day_files(
                 "eventType": "AwsCloudTrailInsight",
                 "recipientAccountId": account,
                 "sharedEventID": str(uuid.UUID(int=rng.getrandbits(128))),
-                "insightDetails": {"state": "Start", "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances", "insightType": "ApiCallRateInsight"},
+                "insightDetails": {
+                    "state": "Start", "eventSource": "ec2.amazonaws.com", "eventName": "RunInstances",
+                    "insightType": "ApiCallRateInsight",
+                },
                 "eventCategory": "Insight",
             }
             yield SampleFile(folder + name, gzip.compress(orjson.dumps({"Records": [insight_event]}), mtime=0), 1)

@@ -8,8 +8,9 @@ MinIO or a test server; retries are botocore's own. The Airflow operator gets it
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from cloudtrail_mysql.files import SourceFile
 
