@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
+from cloudtrail_mysql.cli import MySqlTarget
 from cloudtrail_mysql.daytasks import build_summaries
 from cloudtrail_mysql.findings import build_findings, load_controls
-from cloudtrail_mysql.cli import MySqlTarget
 
 
 def _session_cpu(conn: Any) -> float:

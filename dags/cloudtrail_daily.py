@@ -28,9 +28,10 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
 3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
    summary tables for every event day the files touched, reading only the partitions that hold them,
    and in the same scan of D's partition finds the events that match a security control (CIS
-   CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them; `publish_findings` updates the findings Asset when there are any; `apply_retention`
-   keeps the last `retention_days` delivery days (0: all) and empties older ones whole; `report_day`
-   logs the day's totals.
+   CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them;
+   `publish_findings` updates the findings Asset when there are any; `apply_retention` keeps the last
+   `retention_days` delivery days (0: all) and empties older ones whole; `report_day` logs the day's
+   totals.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:

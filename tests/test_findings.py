@@ -497,7 +497,9 @@ def test_duplicate_deliveries_are_one_finding_and_late_files_join_their_day(run_
         (DAY - timedelta(days=1), "StopLogging"), (DAY - timedelta(days=1), "DeleteTrail")]
 
 
-def test_findings_from_the_summaries_scan_equal_a_scan_of_their_own(tmp_path: Path, mysql_db: Any, caplog: Any) -> None:
+def test_findings_from_the_summaries_scan_equal_a_scan_of_their_own(
+    run_main: Any, tmp_path: Path, mysql_db: Any, caplog: Any
+) -> None:
     """The day's part of the findings, found in build_summaries' scan, gives the very rows that
     build_findings' own scan gives: copies counted once (the first loaded, whatever it holds), other
     controls than the part was built for found by a scan, a reload making the part stale."""
@@ -512,7 +514,7 @@ def test_findings_from_the_summaries_scan_equal_a_scan_of_their_own(tmp_path: Pa
     # The first copy of an event does not match, a later copy of it does: the event is no finding.
     quiet = _event("DescribeTrails", "cloudtrail.amazonaws.com", eventID="x-2", eventTime="2017-04-10T08:00:00Z")
     _write_file(trail, [quiet, dict(quiet, eventName="StopLogging")], stamp="0800", uid="GGGGGGGGGGGGGGGG")
-    assert run_cli("import", trail, "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
+    assert run_main("import", trail, "--mysql-url", mysql_db.url, "--workers", "1").returncode == 0
 
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"controls": [{

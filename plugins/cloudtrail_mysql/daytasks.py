@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import date
-from typing import Any, Sequence
+from typing import Any
 
 from cloudtrail_mysql import sql
 from cloudtrail_mysql.findings import MAX_CONTROLS_IN_PARTS, Control, compile_controls
