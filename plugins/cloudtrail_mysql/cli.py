@@ -163,15 +163,18 @@ MIN_FILES_PER_SHARD = 16
 
 def _shards(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]]:
     """The files cut into shards of decreasing length, in order (guided scheduling): each is half of
-    what is left shared among the workers, down to MIN_FILES_PER_SHARD. The first shards are long, so
-    a worker's pipeline seldom starts again; the last are short, so a worker slowed down (a busy
-    machine) is helped out at the end instead of holding the import up. One worker: one shard."""
+    what is left shared among the workers, down to MIN_FILES_PER_SHARD (less for a few files). The
+    first shards are long, so a worker's pipeline seldom starts again; the last are short, so a worker
+    slowed down (a busy machine) is helped out at the end instead of holding the import up. One
+    worker: one shard."""
     if workers <= 1:
         return [list(sources)] if sources else []
+    # A few files: shorter still, so that every worker gets some.
+    shortest = min(MIN_FILES_PER_SHARD, -(-len(sources) // (workers * 4)))
     shards: list[list[SourceFile]] = []
     start = 0
     while start < len(sources):
-        length = max(MIN_FILES_PER_SHARD, (len(sources) - start) // (2 * workers))
+        length = max(shortest, (len(sources) - start) // (2 * workers))
         shards.append(list(sources[start : start + length]))
         start += length
     return shards
