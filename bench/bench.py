@@ -8,6 +8,8 @@ All in one run, against the same MySQL server, on the same generated files (defa
 - ceiling:  LOAD DATA LOCAL INFILE of the very rows our loader builds, prepared as TSV before the
   clock starts, same workers, one transaction per file;
 - ours:     `cloudtrail-mysql import FOLDER --workers N` (everything: read, parse, build, write);
+- compare:  with --compare PATH, another build's command (e.g. main's .venv/bin/cloudtrail-mysql) run
+  as ours is, right after it in each run: an interleaved A/B of two versions of the loader;
 - ours-s3:  `cloudtrail-mysql import s3://BUCKET/ --workers N` from the local S3 server (moto);
 - dag:      `airflow dags test cloudtrail_daily DAY` over a local S3 server (moto, over HTTP), the
   whole run: Airflow's start-up, planning, loading, indexes, summaries and the report
@@ -244,10 +246,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
     parser.add_argument("--skip-dag", action="store_true")
+    parser.add_argument("--compare", help="another cloudtrail-mysql to run as ours is, in each run (an A/B)")
     parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,ours-s3,dag); default all")
     parser.add_argument("--s3-latency-ms", type=float, default=0.0,
                         help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
+    parser.add_argument("--database", default="ctm_bench",
+                        help="the MySQL database the runs drop and create (default ctm_bench; another name lets two "
+                             "benches share a server)")
     parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
     parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
     parser.add_argument("--data", help="growth mode: CloudTrail files already made (e.g. by cloudtrail-mysql generate), "
@@ -263,17 +269,21 @@ def main() -> None:
     folder = work / ("files" if not args.events_per_file else f"files-{args.events_per_file}-per-file")
     files = generate(folder, args.records, max(1, per_region))
     gzip_bytes = sum(f.stat().st_size for f in files)
-    database = "ctm_bench"
+    from cloudtrail_mysql import sql
+
+    database = sql.validate_identifier(args.database, "database name")
     url = f"mysql://root@127.0.0.1:3306/{database}"
     print(f"data: {args.records} events in {len(files)} files, {gzip_bytes / 2**20:.1f} MiB gzip; "
           f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores"
           + (f"; S3 answers each GET after {args.s3_latency_ms:g} ms" if args.s3_latency_ms else ""), flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
-    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-s3", "dag", "dag-load")}
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "compare", "ours-s3", "dag", "dag-load")}
     only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "ours-s3", "dag"}
+    if args.compare:
+        only.add("compare")
     methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
-    for name in ("ceiling", "ours", "ours-s3", "dag", "dag-load"):
+    for name in ("ceiling", "ours", "compare", "ours-s3", "dag", "dag-load"):
         methods[name].gzip_bytes = gzip_bytes
 
     # The ceiling's rows, built once by the loader's own code, before any clock starts.
@@ -305,6 +315,10 @@ def main() -> None:
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 measured = measure([str(BIN / "cloudtrail-mysql"), "import", str(folder), "--mysql-url", url, "--workers", str(args.workers)])
                 _record(methods["ours"], measured, _count(database, "logs"))
+            if args.compare and "compare" in only:  # the other build's command, the same way
+                mysql(f"DROP DATABASE IF EXISTS {database}")
+                measured = measure([args.compare, "import", str(folder), "--mysql-url", url, "--workers", str(args.workers)])
+                _record(methods["compare"], measured, _count(database, "logs"))
             if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 measured = measure([str(BIN / "cloudtrail-mysql"), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
@@ -496,7 +510,7 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
     least its total CPU over the cores, so ours/ceiling is at most the ratio of CPU per row."""
     lines = []
     per_row: dict[str, float] = {}
-    for name in ("ceiling", "ours", "ours-s3"):
+    for name in ("ceiling", "ours", "compare", "ours-s3"):
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
             s3 = method.s3_cpu or [0.0] * len(method.client_cpu)
