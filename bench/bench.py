@@ -8,8 +8,6 @@ All in one run, against the same MySQL server, on the same generated files (defa
 - ceiling:  LOAD DATA LOCAL INFILE of the very rows our loader builds, prepared as TSV before the
   clock starts, same workers, one transaction per file;
 - ours:     `cloudtrail-mysql import FOLDER --workers N` (everything: read, parse, build, write);
-- compare:  with --compare PATH, another build's command (e.g. main's .venv/bin/cloudtrail-mysql) run
-  as ours is, right after it in each run: an interleaved A/B of two versions of the loader;
 - ours-s3:  `cloudtrail-mysql import s3://BUCKET/ --workers N` from the local S3 server (moto);
 - dag:      `airflow dags test cloudtrail_daily DAY` over a local S3 server (moto, over HTTP), the
   whole run: Airflow's start-up, planning, loading, indexes, summaries and the report
@@ -22,6 +20,10 @@ command and the DAG read files ahead, so that wait hides behind loading).
 
 --events-per-file K makes a day of small files instead (K events each, --records in all: e.g.
 --records 10000 --events-per-file 5, a quiet trail's day of 2,000 files), in a folder of its own.
+
+--against DIR (A/B mode) also runs the command from another checkout's plugins folder (DIR, e.g. a
+`git archive` of main extracted somewhere) as ours-base and ours-s3-base, each run right before or
+after ours and ours-s3 (the order alternates run by run), and reports the per-run ratios.
 
 --days N (growth mode) measures instead what a table's daily life costs: N consecutive generated
 days of --records events each, each through `airflow dags test cloudtrail_daily D` into the same
@@ -152,7 +154,7 @@ def growth(args: argparse.Namespace) -> None:
     """Growth mode (--days): one table, a day a run, as production runs the DAG."""
     from datetime import timedelta
 
-    from cloudtrail_mysql.records import delivery_day
+    from cloudtrail_mysql.layout import delivery_day
 
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
@@ -246,7 +248,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
     parser.add_argument("--skip-dag", action="store_true")
-    parser.add_argument("--compare", help="another cloudtrail-mysql to run as ours is, in each run (an A/B)")
     parser.add_argument("--only", help="comma-separated methods to run (baseline,ceiling,ours,ours-s3,dag); default all")
     parser.add_argument("--s3-latency-ms", type=float, default=0.0,
                         help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
@@ -254,6 +255,7 @@ def main() -> None:
     parser.add_argument("--database", default="ctm_bench",
                         help="the MySQL database the runs drop and create (default ctm_bench; another name lets two "
                              "benches share a server)")
+    parser.add_argument("--against", help="A/B mode: another checkout's plugins folder, run as ours-base (and ours-s3-base)")
     parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
     parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
     parser.add_argument("--data", help="growth mode: CloudTrail files already made (e.g. by cloudtrail-mysql generate), "
@@ -266,8 +268,8 @@ def main() -> None:
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
     per_region = -(-args.records // (streams * args.events_per_file)) if args.events_per_file else args.files // streams
-    folder = work / ("files" if not args.events_per_file else f"files-{args.events_per_file}-per-file")
-    files = generate(folder, args.records, max(1, per_region))
+    data_folder = work / ("files" if not args.events_per_file else f"files-{args.events_per_file}-per-file")
+    files = generate(data_folder, args.records, max(1, per_region))
     gzip_bytes = sum(f.stat().st_size for f in files)
     from cloudtrail_mysql import sql
 
@@ -278,12 +280,10 @@ def main() -> None:
           + (f"; S3 answers each GET after {args.s3_latency_ms:g} ms" if args.s3_latency_ms else ""), flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
-    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "compare", "ours-s3", "dag", "dag-load")}
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base", "dag", "dag-load")}
     only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "ours-s3", "dag"}
-    if args.compare:
-        only.add("compare")
     methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
-    for name in ("ceiling", "ours", "compare", "ours-s3", "dag", "dag-load"):
+    for name in ("ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base", "dag", "dag-load"):
         methods[name].gzip_bytes = gzip_bytes
 
     # The ceiling's rows, built once by the loader's own code, before any clock starts.
@@ -293,7 +293,7 @@ def main() -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
 
-    s3 = _start_s3(work, files, args.s3_latency_ms, root=folder) if not args.skip_dag and only & {"dag", "ours-s3"} else None
+    s3 = _start_s3(work, files, args.s3_latency_ms, root=data_folder) if not args.skip_dag and only & {"dag", "ours-s3"} else None
     try:
         for run in range(1, args.runs + 1):
             print(f"run {run}/{args.runs}", flush=True)
@@ -311,19 +311,20 @@ def main() -> None:
                 subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
                 measured = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
                 _record(methods["ceiling"], measured, _count(database, "logs"))
-            if "ours" in only:  # through the command
-                mysql(f"DROP DATABASE IF EXISTS {database}")
-                measured = measure([str(BIN / "cloudtrail-mysql"), "import", str(folder), "--mysql-url", url, "--workers", str(args.workers)])
-                _record(methods["ours"], measured, _count(database, "logs"))
-            if args.compare and "compare" in only:  # the other build's command, the same way
-                mysql(f"DROP DATABASE IF EXISTS {database}")
-                measured = measure([args.compare, "import", str(folder), "--mysql-url", url, "--workers", str(args.workers)])
-                _record(methods["compare"], measured, _count(database, "logs"))
-            if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
-                mysql(f"DROP DATABASE IF EXISTS {database}")
-                measured = measure([str(BIN / "cloudtrail-mysql"), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
-                                    "--workers", str(args.workers)], env={"AWS_ENDPOINT_URL_S3": s3.endpoint})
-                _record(methods["ours-s3"], measured, _count(database, "logs"))
+            # With --against, each of ours and ours-s3 next to the other checkout's, in turns (first, then second).
+            plugins = [("", REPO / "plugins")] + ([("-base", Path(args.against).resolve())] if args.against else [])
+            for suffix, folder in plugins if run % 2 else plugins[::-1]:
+                if "ours" in only:  # through the command
+                    mysql(f"DROP DATABASE IF EXISTS {database}")
+                    command = [*_command(folder), "import", str(data_folder), "--mysql-url", url, "--workers", str(args.workers)]
+                    measured = measure(command, env={"PYTHONPATH": str(folder)})
+                    _record(methods["ours" + suffix], measured, _count(database, "logs"))
+            for suffix, folder in plugins if run % 2 else plugins[::-1]:
+                if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
+                    mysql(f"DROP DATABASE IF EXISTS {database}")
+                    measured = measure([*_command(folder), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
+                                        "--workers", str(args.workers)], env={"AWS_ENDPOINT_URL_S3": s3.endpoint, "PYTHONPATH": str(folder)})
+                    _record(methods["ours-s3" + suffix], measured, _count(database, "logs"))
             if s3 is not None and "dag" in only:  # the DAG, end to end, and its load phase
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
@@ -338,6 +339,13 @@ def main() -> None:
     _report(methods, args, work)
     if s3 is not None:
         print(f"DAG file parse time (airflow dags report, median of 3): {_parse_seconds(s3):.3f} s")
+
+
+def _command(plugins: Path) -> list[str]:
+    """The command, run from the plugins folder given (on PYTHONPATH, ahead of the installed one)."""
+    if plugins == REPO / "plugins":
+        return [str(BIN / "cloudtrail-mysql")]
+    return [str(BIN / "python"), "-c", "import sys; from cloudtrail_mysql.cli import main; sys.exit(main())"]
 
 
 def _parse_seconds(s3: "_S3") -> float:
@@ -502,7 +510,33 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
     print(table)
     notes = _cpu_bound(methods)
     print(notes)
-    (work / "results.md").write_text(table + "\n\n" + notes + "\n")
+    ab = _ab(methods)
+    print(ab)
+    (work / "results.md").write_text(table + "\n\n" + notes + "\n\n" + ab + "\n")
+
+
+def _ab(methods: dict[str, Method]) -> str:
+    """--against: each method against its base, by the median of the per-run ratios (interleaved runs)."""
+    lines = []
+    for name in ("ours", "ours-s3"):
+        mine, base = methods[name], methods[name + "-base"]
+        if not mine.seconds or not base.seconds:
+            continue
+        speed = statistics.median(theirs / ours for ours, theirs in zip(mine.seconds, base.seconds, strict=True))
+        memory = statistics.median(ours / theirs for ours, theirs in zip(mine.rss_kib, base.rss_kib, strict=True))
+        lines.append(
+            f"A/B {name}: median {statistics.median(mine.seconds):.2f} s vs base {statistics.median(base.seconds):.2f} s "
+            f"(runs: {', '.join(f'{s:.2f}' for s in mine.seconds)} vs {', '.join(f'{s:.2f}' for s in base.seconds)}); "
+            f"speed x{speed:.3f} of base (median of per-run ratios); peak RSS median {statistics.median(mine.rss_kib) / 1024:.0f} "
+            f"vs {statistics.median(base.rss_kib) / 1024:.0f} MiB (x{memory:.3f})"
+        )
+        if mine.client_cpu and len(mine.client_cpu) == len(base.client_cpu):
+            cpu = statistics.median(ours / theirs for ours, theirs in zip(mine.client_cpu, base.client_cpu))
+            lines[-1] += (
+                f"; loader CPU {', '.join(f'{c:.1f}' for c in mine.client_cpu)} vs "
+                f"{', '.join(f'{c:.1f}' for c in base.client_cpu)} s (x{cpu:.3f} of base, median of per-run ratios)"
+            )
+    return "\n".join(lines)
 
 
 def _cpu_bound(methods: dict[str, Method]) -> str:
@@ -510,7 +544,7 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
     least its total CPU over the cores, so ours/ceiling is at most the ratio of CPU per row."""
     lines = []
     per_row: dict[str, float] = {}
-    for name in ("ceiling", "ours", "compare", "ours-s3"):
+    for name in ("ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base"):
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
             s3 = method.s3_cpu or [0.0] * len(method.client_cpu)
