@@ -470,7 +470,7 @@ def _median(values: list[float]) -> str:
 def _cpu_ratio(method: Method) -> str:
     """The loader's CPU seconds over the MySQL server's for the same rows, median of each run's
     ratio (the server's are the whole mariadbd process's, so other load on it counts too)."""
-    pairs = [(c, m) for c, m in zip(method.client_cpu, method.server_cpu) if m > 0]
+    pairs = [(c, m) for c, m in zip(method.client_cpu, method.server_cpu, strict=False) if m > 0]
     return f"{statistics.median(c / m for c, m in pairs):.2f}" if pairs else "-"
 
 
@@ -531,7 +531,7 @@ def _ab(methods: dict[str, Method]) -> str:
             f"vs {statistics.median(base.rss_kib) / 1024:.0f} MiB (x{memory:.3f})"
         )
         if mine.client_cpu and len(mine.client_cpu) == len(base.client_cpu):
-            cpu = statistics.median(ours / theirs for ours, theirs in zip(mine.client_cpu, base.client_cpu))
+            cpu = statistics.median(ours / theirs for ours, theirs in zip(mine.client_cpu, base.client_cpu, strict=True))
             lines[-1] += (
                 f"; loader CPU {', '.join(f'{c:.1f}' for c in mine.client_cpu)} vs "
                 f"{', '.join(f'{c:.1f}' for c in base.client_cpu)} s (x{cpu:.3f} of base, median of per-run ratios)"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import types
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -22,11 +23,16 @@ import orjson
 
 from cloudtrail_mysql.layout import FileKind, classify, delivery_day, file_identity
 
-try:  # ISA-L's inflate, about twice as fast as zlib's (docs/performance.md, Loader CPU); zlib where it has no wheel
-    from isal import isal_zlib as _inflating
+# ISA-L's inflate, about twice as fast as zlib's (docs/performance.md, Loader CPU); zlib where it has no wheel.
+_inflating: types.ModuleType
+try:
+    from isal import isal_zlib
+
+    _inflating = isal_zlib
 except ImportError:  # pragma: no cover - the pinned wheel exists for every platform Airflow runs on
     _inflating = zlib
 _GZIP_ERRORS: tuple[type[Exception], ...] = tuple({zlib.error, _inflating.error})
+_STREAM_ERRORS: tuple[type[Exception], ...] = (OSError, *_GZIP_ERRORS)
 
 __all__ = [
     "CloudTrailFileError",
@@ -357,7 +363,7 @@ class StreamedRecords:
                 _refuse_duplicate_keys_streamed(_StreamReader(self.data, self.source, self.limits), self.source)
         except EOFError as exc:
             raise CloudTrailFileError(self.source, f"truncated gzip ({exc})") from exc
-        except (OSError, *_GZIP_ERRORS) as exc:
+        except _STREAM_ERRORS as exc:
             raise CloudTrailFileError(self.source, f"corrupt gzip ({exc})") from exc
         except ijson.JSONError as exc:
             raise CloudTrailFileError(self.source, f"not valid JSON ({exc})") from exc
