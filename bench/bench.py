@@ -18,6 +18,9 @@ All in one run, against the same MySQL server, on the same generated files (defa
 --s3-latency-ms N makes the S3 server answer each GET after N ms, as a distant S3 does (the
 command and the DAG read files ahead, so that wait hides behind loading).
 
+--events-per-file K makes a day of small files instead (K events each, --records in all: e.g.
+--records 10000 --events-per-file 5, a quiet trail's day of 2,000 files), in a folder of its own.
+
 --against DIR (A/B mode) also runs the command from another checkout's plugins folder (DIR, e.g. a
 `git archive` of main extracted somewhere) as ours-base and ours-s3-base, each run right before or
 after ours and ours-s3 (the order alternates run by run), and reports the per-run ratios.
@@ -30,8 +33,10 @@ DB), the table's size, and whether the day is exact. --retention-days K then rer
 with that param.
 
 Figures: rows/s, MB/s of gzip input, peak RSS of the largest process (each measured command is
-run under a small wrapper whose RUSAGE_CHILDREN gives it), and ratios against the ceiling and
-the baseline measured in the same run. Uses only the standard library, the project and its deps.
+run under a small wrapper whose RUSAGE_CHILDREN gives it), the CPU seconds of the command's
+processes and of the MySQL server's process (mariadbd/mysqld, from /proc/<pid>/stat) and their
+ratio (median of each run's ratio), and ratios against the ceiling and the baseline measured in
+the same run. Uses only the standard library, the project and its deps.
 """
 
 from __future__ import annotations
@@ -239,6 +244,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--files", type=int, default=1_080, help="about how many files (default 1080)")
+    parser.add_argument("--events-per-file", type=int, default=0,
+                        help="a day of small files of this many events each (--records in all), instead of --files")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--baseline-fraction", type=float, default=0.1)
@@ -247,6 +254,9 @@ def main() -> None:
     parser.add_argument("--s3-latency-ms", type=float, default=0.0,
                         help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
+    parser.add_argument("--database", default="ctm_bench",
+                        help="the MySQL database the runs drop and create (default ctm_bench; another name lets two "
+                             "benches share a server)")
     parser.add_argument("--against", help="A/B mode: another checkout's plugins folder, run as ours-base (and ours-s3-base)")
     parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
     parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
@@ -259,9 +269,13 @@ def main() -> None:
 
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
-    files = generate(work / "files", args.records, max(1, args.files // streams))
+    per_region = -(-args.records // (streams * args.events_per_file)) if args.events_per_file else args.files // streams
+    data_folder = work / ("files" if not args.events_per_file else f"files-{args.events_per_file}-per-file")
+    files = generate(data_folder, args.records, max(1, per_region))
     gzip_bytes = sum(f.stat().st_size for f in files)
-    database = "ctm_bench"
+    from cloudtrail_mysql import sql
+
+    database = sql.validate_identifier(args.database, "database name")
     url = f"mysql://root@127.0.0.1:3306/{database}"
     print(f"data: {args.records} events in {len(files)} files, {gzip_bytes / 2**20:.1f} MiB gzip; "
           f"workers {args.workers}; {args.runs} runs each; {os.cpu_count()} cores"
@@ -281,7 +295,7 @@ def main() -> None:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     subprocess.run([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "prepare", database, str(tsv), *map(str, files)], check=True)
 
-    s3 = _start_s3(work, files, args.s3_latency_ms) if not args.skip_dag and only & {"dag", "ours-s3"} else None
+    s3 = _start_s3(work, files, args.s3_latency_ms, root=data_folder) if not args.skip_dag and only & {"dag", "ours-s3"} else None
     try:
         for run in range(1, args.runs + 1):
             print(f"run {run}/{args.runs}", flush=True)
@@ -309,7 +323,7 @@ def main() -> None:
             for suffix, folder in plugins if run % 2 else plugins[::-1]:
                 if "ours" in only:  # through the command
                     mysql(f"DROP DATABASE IF EXISTS {database}")
-                    command = [*_command(folder), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)]
+                    command = [*_command(folder), "import", str(data_folder), "--mysql-url", url, "--workers", str(args.workers)]
                     measured = measure(command, env={"PYTHONPATH": str(folder)})
                     _record(methods["ours" + suffix], measured, _count(database, "logs"))
             for suffix, folder in plugins if run % 2 else plugins[::-1]:
@@ -377,6 +391,8 @@ def _record(method: Method, measured: Measured, rows: int, seconds: float | None
         if measured.server_cpu is not None:
             method.server_cpu.append(measured.server_cpu)
             line += f", MySQL {measured.server_cpu:5.1f} s"
+            if measured.server_cpu > 0:
+                line += f" (loader/MySQL {measured.client_cpu / measured.server_cpu:.2f})"
         if measured.s3_cpu > 0.5:
             method.s3_cpu.append(measured.s3_cpu)
             line += f", S3 server {measured.s3_cpu:5.1f} s"
@@ -459,6 +475,13 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
+def _cpu_ratio(method: Method) -> str:
+    """The loader's CPU seconds over the MySQL server's for the same rows, median of each run's
+    ratio (the server's are the whole mariadbd process's, so other load on it counts too)."""
+    pairs = [(c, m) for c, m in zip(method.client_cpu, method.server_cpu, strict=False) if m > 0]
+    return f"{statistics.median(c / m for c, m in pairs):.2f}" if pairs else "-"
+
+
 def _ratio(method: Method, reference: Method, digits: int) -> str:
     """Median of the per-run ratios of rates: runs are interleaved, so each pair saw the same
     machine (this one is shared and noisy), which a ratio of separate medians would not."""
@@ -473,8 +496,9 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
     ceiling = methods["ceiling"]
     baseline = methods["baseline"]
     lines = [
-        "| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | CPU s: loader | CPU s: MySQL | x ceiling | x baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | rows | median s | rows/s | gzip MB/s | peak RSS MiB | CPU s: loader | CPU s: MySQL | loader/MySQL CPU "
+        "| x ceiling | x baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for method in methods.values():
         if not method.seconds:
@@ -483,12 +507,13 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
         lines.append(
             f"| {method.name} | {method.rows:,} | {median:.2f} | {method.rate:,.0f} | "
             f"{method.gzip_bytes / 2**20 / median:.2f} | {max(method.rss_kib) / 1024:.0f} | "
-            f"{_median(method.client_cpu)} | {_median(method.server_cpu)} | "
+            f"{_median(method.client_cpu)} | {_median(method.server_cpu)} | {_cpu_ratio(method)} | "
             f"{_ratio(method, ceiling, 2)} | {_ratio(method, baseline, 1)} |"
         )
     table = "\n".join(lines)
     print()
-    print(f"{args.records:,} events, {args.workers} workers, medians of {args.runs} runs "
+    shape = f"{args.events_per_file}-event files" if args.events_per_file else f"{args.files} files"
+    print(f"{args.records:,} events ({shape}), {args.workers} workers, medians of {args.runs} runs "
           f"(baseline on {args.baseline_fraction:.0%} of the files; ratios: median of each run's ratio):")
     print(table)
     notes = _cpu_bound(methods)
@@ -513,6 +538,12 @@ def _ab(methods: dict[str, Method]) -> str:
             f"speed x{speed:.3f} of base (median of per-run ratios); peak RSS median {statistics.median(mine.rss_kib) / 1024:.0f} "
             f"vs {statistics.median(base.rss_kib) / 1024:.0f} MiB (x{memory:.3f})"
         )
+        if mine.client_cpu and len(mine.client_cpu) == len(base.client_cpu):
+            cpu = statistics.median(ours / theirs for ours, theirs in zip(mine.client_cpu, base.client_cpu, strict=True))
+            lines[-1] += (
+                f"; loader CPU {', '.join(f'{c:.1f}' for c in mine.client_cpu)} vs "
+                f"{', '.join(f'{c:.1f}' for c in base.client_cpu)} s (x{cpu:.3f} of base, median of per-run ratios)"
+            )
     return "\n".join(lines)
 
 
@@ -521,7 +552,7 @@ def _cpu_bound(methods: dict[str, Method]) -> str:
     least its total CPU over the cores, so ours/ceiling is at most the ratio of CPU per row."""
     lines = []
     per_row: dict[str, float] = {}
-    for name in ("ceiling", "ours", "ours-s3"):
+    for name in ("ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base"):
         method = methods[name]
         if method.client_cpu and method.server_cpu and method.rows:
             s3 = method.s3_cpu or [0.0] * len(method.client_cpu)

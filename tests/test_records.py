@@ -211,6 +211,47 @@ def test_read_records_errors_name_the_source(data: bytes, reason: str) -> None:
     assert error.source == SOURCE
 
 
+# The inflater (ISA-L where its wheel is installed, else zlib) must not change what a file gives.
+def _gzip_cases() -> dict[str, bytes]:
+    good = _gz({"Records": GOOD_RECORDS * 50})
+    text = json.dumps({"Records": GOOD_RECORDS * 2}).encode()
+    return {
+        "good": good,
+        "two-members": gzip.compress(text[:40]) + gzip.compress(text[40:]),  # one JSON text in two gzip members
+        "member-then-garbage": good + b"these bytes are not gzip",
+        "truncated": good[: len(good) // 2],
+        "header-only": good[:12],
+        "corrupt": b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 64,
+        "empty": gzip.compress(b""),
+        "large": gzip.compress(json.dumps({"Records": [{"eventName": "x" * 900, "n": i} for i in range(200)]}).encode()),
+    }
+
+
+def _outcome(data: bytes) -> Any:
+    try:
+        return ("records", list(read_records(data, SOURCE)))
+    except CloudTrailFileError as exc:
+        return ("error", exc.reason.split(" (")[0])
+
+
+def test_isal_is_the_inflater_and_gives_what_zlib_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zlib
+
+    from cloudtrail_mysql import records
+
+    assert records._inflating.__name__ == "isal.isal_zlib"  # declared in pyproject, pinned in both constraints
+    with_isal = {name: _outcome(data) for name, data in _gzip_cases().items()}
+    monkeypatch.setattr(records, "_inflating", zlib)
+    with_zlib = {name: _outcome(data) for name, data in _gzip_cases().items()}
+    assert with_isal == with_zlib
+    assert with_isal["two-members"] == ("records", GOOD_RECORDS * 2)
+    assert with_isal["large"][0] == "records" and len(with_isal["large"][1]) == 200
+    assert [with_isal[name][1] for name in ("member-then-garbage", "truncated", "header-only", "corrupt", "empty")] == [
+        "gzip followed by 24 bytes of trailing data that are not gzip", "truncated gzip", "truncated gzip", "corrupt gzip",
+        "empty file",
+    ]
+
+
 def test_read_records_number_beyond_a_double_is_a_clear_error() -> None:
     data = b'{"Records": [{"eventName": "x", "requestParameters": {"n": 1e400}}]}'
     with pytest.raises(CloudTrailFileError, match=r"big\.json: a number too large to store: 1e400"):
