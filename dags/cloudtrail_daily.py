@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
-from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
+from cloudtrail_mysql.operators import CloudTrailToMySqlOperator, MySqlQueryOperator
 from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
 DOC_MD = """
@@ -86,6 +86,27 @@ CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
 
+
+def _minutes(variable: str, default: float) -> timedelta:
+    """A duration from the environment, in minutes (decimals allowed); read once, when the DAG is parsed."""
+    text = os.environ.get(variable, "").strip()
+    try:
+        minutes = float(text) if text else default
+    except ValueError:
+        raise ValueError(f"{variable}={text!r}: give a number of minutes") from None
+    if not 0 < minutes < float("inf"):
+        raise ValueError(f"{variable}={text!r}: give a number of minutes above 0")
+    return timedelta(minutes=minutes)
+
+
+# Bounded runtimes: a task that runs longer is stopped (and retried), a run that lasts longer fails.
+# A load task writes at most batch_megabytes of compressed files; a day of the largest trails takes
+# well under an hour per batch. The sensor waits up to 6 hours for the day's last deliveries.
+TASK_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_TASK_TIMEOUT_MINUTES", 60)
+LOAD_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES", 120)
+DAGRUN_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_DAGRUN_TIMEOUT_MINUTES", 12 * 60)
+RETRY_DELAY = _minutes("CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES", 2)
+
 with DAG(
     dag_id="cloudtrail_daily",
     description="Load a day of CloudTrail logs from S3 into MySQL, index and summarise it",
@@ -97,7 +118,10 @@ with DAG(
     max_active_runs=4,
     template_searchpath=[str(sql_dir())],
     tags=["cloudtrail", "mysql", "aws", "security"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    dagrun_timeout=DAGRUN_TIMEOUT,
+    default_args={
+        "retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True, "execution_timeout": TASK_TIMEOUT,
+    },
     params={
         "day": Param(None, type=["null", "string"], format="date", title="Day",
                      description="Delivery day to load (YYYY-MM-DD). Empty: the run's logical date."),
@@ -148,12 +172,11 @@ with DAG(
         """
         from airflow.configuration import conf
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
         from botocore.exceptions import ClientError
 
         from cloudtrail_mysql.compat import AirflowFailException
-        from cloudtrail_mysql.layout import NoCloudTrailLayout, day_folders
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+        from cloudtrail_mysql.layout import NoCloudTrailLayout, TooManyBatches, day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
         from cloudtrail_mysql.loader import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
@@ -170,7 +193,7 @@ with DAG(
             return PokeReturnValue(is_done=False)
 
         try:
-            conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+            conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
             try:
                 writer = MySqlWriter(conn, params["table"])
                 writer.ensure_schema()
@@ -202,12 +225,15 @@ with DAG(
             if code in _S3_REFUSALS:
                 raise AirflowFailException(f"S3 bucket {params['bucket']!r}: {_S3_REFUSALS[code]} ({exc})") from None
             raise
-        batches = cut_batches(
-            client, params["bucket"], folders,
-            max_files=int(params["batch_files"]),
-            max_bytes=int(params["batch_megabytes"]) * 1024 * 1024,
-            max_batches=conf.getint("core", "max_map_length", fallback=1024),
-        )
+        try:
+            batches = cut_batches(
+                client, params["bucket"], folders,
+                max_files=int(params["batch_files"]),
+                max_bytes=int(params["batch_megabytes"]) * 1024 * 1024,
+                max_batches=conf.getint("core", "max_map_length", fallback=1024),
+            )
+        except TooManyBatches as exc:
+            raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
         return PokeReturnValue(
@@ -228,15 +254,15 @@ with DAG(
         from pathlib import Path
 
         from airflow.configuration import conf
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
 
         from cloudtrail_mysql.findings import load_controls
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.report import write_day_report
         from cloudtrail_mysql.sql import validate_identifier
 
         params = context["params"]
         titles = {control.id: control.title for control in load_controls(params.get("controls_file"))}
-        hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
+        hook = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"])
         directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
                          or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
         path, files = write_day_report(
@@ -250,9 +276,8 @@ with DAG(
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def build_findings(day: str, **context: Any) -> dict[str, int]:
         """Rebuild <table>_findings for every event day the day's files touched; findings per control."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
         from cloudtrail_mysql import findings
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.sql import validate_identifier
 
         from cloudtrail_mysql.compat import AirflowFailException
@@ -262,7 +287,7 @@ with DAG(
             controls = findings.load_controls(params.get("controls_file"))
         except findings.ControlsFileError as exc:
             raise AirflowFailException(str(exc)) from None  # a bad file stays bad: no retries
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
         finally:
@@ -292,18 +317,17 @@ with DAG(
         mysql_conn_id="{{ params.mysql_conn_id }}",
         parallel_files="{{ params.parallel_files }}",
         max_active_tis_per_dag=MAX_PARALLEL_LOADS,
+        execution_timeout=LOAD_TIMEOUT,
     ).expand_kwargs(batches)
 
-    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
-    indexes = SQLExecuteQueryOperator(
+    indexes = MySqlQueryOperator(
         task_id="create_indexes",
         conn_id="{{ params.mysql_conn_id }}",
         sql="create_indexes.sql",
         split_statements=True,
         trigger_rule=TriggerRule.ALL_DONE,
     )
-    summaries = SQLExecuteQueryOperator(
+    summaries = MySqlQueryOperator(
         task_id="build_summaries",
         conn_id="{{ params.mysql_conn_id }}",
         sql="build_summaries.sql",
@@ -317,15 +341,14 @@ with DAG(
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def apply_retention(day: str, **context: Any) -> dict[str, Any]:
         """Keep the last retention_days delivery days up to the run's day; older ones leave whole."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.partitions import apply_retention as keep_last_days
 
         params = context["params"]
         if not int(params["retention_days"]):
             print("retention_days is 0: every day is kept")
             return {"kept_from": None, "dropped_days": []}
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             result = keep_last_days(conn, params["table"], date.fromisoformat(day), int(params["retention_days"]))
         finally:

@@ -203,3 +203,23 @@ def _connect_with_timeouts(hook: Any) -> Any:
     for name, default in MYSQL_TIMEOUTS.items():
         config.setdefault(name, int(connection.extra_dejson.get(name, default)))
     return MySQLdb.connect(**config)
+
+
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator  # noqa: E402
+
+
+class MySqlQueryOperator(SQLExecuteQueryOperator):
+    """``SQLExecuteQueryOperator`` on a MySQL connection, with ``MYSQL_TIMEOUTS`` on its connection.
+
+    Everything else (templated SQL from include/sql, split statements, parameters, its OpenLineage
+    facets) is the common.sql operator's own.
+    """
+
+    def get_db_hook(self) -> Any:
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+
+        if getattr(self, "_bounded_hook", None) is None:
+            self._bounded_hook = BoundedMySqlHook(mysql_conn_id=self.conn_id, **(self.hook_params or {}))
+            if self.database:
+                self._bounded_hook.schema = self.database
+        return self._bounded_hook
