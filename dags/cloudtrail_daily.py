@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
-from cloudtrail_mysql.operators import CloudTrailToMySqlOperator, MySqlQueryOperator
+from cloudtrail_mysql.operators import CloudTrailDayReportOperator, CloudTrailToMySqlOperator, MySqlQueryOperator
 from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
 DOC_MD = """
@@ -30,7 +30,9 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    `build_findings` rebuilds the security findings (CIS CloudWatch.1-14, plus `controls_file`) of
    those days; `publish_findings` updates the findings Asset when there are any; `apply_retention`
    keeps the last `retention_days` delivery days (0: all) and empties older ones whole; `report_day`
-   logs the day's totals.
+   logs the day's totals and writes the HTML day report to `report_location` (S3 or any
+   ObjectStoragePath URL; empty: the worker's log folder), linked from its log and its
+   **Day report** button.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
@@ -152,6 +154,13 @@ with DAG(
         "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
                                description="Absolute path of a JSON file of your own CloudWatch filter-pattern "
                                "controls, readable by the workers; added to the CIS controls CloudWatch.1-14."),
+        "report_location": Param(
+            os.environ.get("CLOUDTRAIL_MYSQL_REPORT_LOCATION") or None, type=["null", "string"],
+            title="Day report location",
+            description="Where report_day writes the HTML day report (<location>/<table>/<day>.html): "
+            "s3://bucket/prefix/ (with the AWS connection), or any ObjectStoragePath URL. "
+            "Empty: the worker's log folder (or CLOUDTRAIL_MYSQL_REPORT_DIR), which only that machine can open.",
+        ),
         "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
         "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
     },
@@ -248,31 +257,6 @@ with DAG(
             ],
         )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def report_day(day: str, **context: Any) -> dict[str, Any]:
-        """The day's files and rows by status (XCom), and the HTML day report (linked in the log)."""
-        from pathlib import Path
-
-        from airflow.configuration import conf
-
-        from cloudtrail_mysql.findings import load_controls
-        from cloudtrail_mysql.hooks import BoundedMySqlHook
-        from cloudtrail_mysql.report import write_day_report
-        from cloudtrail_mysql.sql import validate_identifier
-
-        params = context["params"]
-        titles = {control.id: control.title for control in load_controls(params.get("controls_file"))}
-        hook = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"])
-        directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
-                         or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
-        path, files = write_day_report(
-            lambda query, parameters: hook.get_records(query, parameters=parameters),
-            validate_identifier(params["table"]), day, directory, titles,
-        )
-        print(f"{day}: {files}")
-        print(f"Day report: {path.resolve().as_uri()}")
-        return {"day": day, "files": files, "report": str(path)}
-
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def build_findings(day: str, **context: Any) -> dict[str, int]:
         """Rebuild <table>_findings for every event day the day's files touched; findings per control."""
@@ -360,4 +344,15 @@ with DAG(
     findings = build_findings(day)
     loads >> indexes >> summaries >> findings >> apply_retention(day)
     publish_findings(findings, day)
-    [loads, summaries, findings] >> report_day(day)
+    # The day's files and rows by status (XCom) and the HTML day report, where report_location says.
+    report_day = CloudTrailDayReportOperator(
+        task_id="report_day",
+        day=day,
+        table="{{ params.table }}",
+        mysql_conn_id="{{ params.mysql_conn_id }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+        report_location="{{ params.report_location or '' }}",
+        controls_file="{{ params.controls_file or '' }}",
+        trigger_rule=TriggerRule.NONE_FAILED,
+    )
+    [loads, summaries, findings] >> report_day

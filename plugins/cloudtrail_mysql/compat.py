@@ -4,11 +4,12 @@ from __future__ import annotations
 
 try:  # Airflow 3
     from airflow.sdk import DAG, Asset, BaseOperator, Param, PokeReturnValue, TriggerRule, task
-    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk import BaseOperatorLink, CronDataIntervalTimetable
 except ImportError:  # Airflow 2
     from airflow.datasets import Dataset as Asset  # type: ignore[no-redef]
     from airflow.decorators import task  # type: ignore[no-redef]
     from airflow.models.baseoperator import BaseOperator  # type: ignore[no-redef]
+    from airflow.models.baseoperatorlink import BaseOperatorLink  # type: ignore[no-redef]
     from airflow.models.dag import DAG  # type: ignore[no-redef]
     from airflow.models.param import Param  # type: ignore[no-redef]
     from airflow.sensors.base import PokeReturnValue  # type: ignore[no-redef]
@@ -30,6 +31,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowSkipException",
     "BaseOperator",
+    "BaseOperatorLink",
     "CronDataIntervalTimetable",
     "DAG",
     "Param",

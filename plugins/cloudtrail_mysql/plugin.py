@@ -13,6 +13,8 @@ from datetime import date, datetime
 
 from airflow.plugins_manager import AirflowPlugin
 
+from cloudtrail_mysql.operators import DayReportLink
+
 
 def day_prefix(
     account: str,
@@ -31,7 +33,9 @@ def day_prefix(
 
 
 class CloudTrailMySqlPlugin(AirflowPlugin):
-    """Makes ``macros.cloudtrail_mysql.day_prefix`` available in templates."""
+    """Makes ``macros.cloudtrail_mysql.day_prefix`` available in templates, and registers the
+    day report's button (``DayReportLink``), which Airflow 2's web server needs to find it."""
 
     name = "cloudtrail_mysql"
     macros = [day_prefix]
+    operator_extra_links = [DayReportLink()]
