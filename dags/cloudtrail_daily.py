@@ -85,6 +85,9 @@ CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 # alerting DAG can be scheduled on it: schedule=[CLOUDTRAIL_FINDINGS]. Clean days do not update it.
 CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
 
+# The trigger form's collapsed section for the params most runs leave alone.
+ADVANCED = "Advanced"
+
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
 
@@ -138,20 +141,30 @@ with DAG(
                          description="Only these regions (empty: every region found)."),
         "table": Param("logs", type="string", pattern=TABLE_NAME_PATTERN, title="Table",
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
-        "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
-        "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),
+        "batch_files": Param(500, type="integer", minimum=1, title="Files per batch", section=ADVANCED,
+                             description="Most files one load_batch task loads; the day is cut into batches "
+                             "of at most this many files (fewer, larger tasks when raised)."),
+        "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)", section=ADVANCED,
+                                 description="Most compressed megabytes one load_batch task loads."),
         "parallel_files": Param(2, type="integer", minimum=1, maximum=16, title="Files at once per load task",
+                                section=ADVANCED,
                                 description="Each on its own MySQL connection: one is parsed while another is written."),
-        "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
-        "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
-        "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
+        "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files", section=ADVANCED,
+                                 description="Insight events (unusual API activity) go into the same table."),
+        "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files",
+                                          section=ADVANCED,
+                                          description="VPC endpoint network activity events go into the same table."),
+        "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)",
+                                        section=ADVANCED,
+                                        description="plan_batches waits this long after midnight UTC for CloudTrail's "
+                                        "last deliveries of the day (no wait for past days)."),
         "retention_days": Param(
             int(os.environ.get("CLOUDTRAIL_MYSQL_RETENTION_DAYS", "0")), type="integer", minimum=0,
             title="Delivery days kept",
             description="After the load, keep only the last N delivery days (the day loaded counts as one); "
             "older days leave the table, the manifest and the summaries whole. 0: keep everything.",
         ),
-        "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
+        "controls_file": Param(None, type=["null", "string"], title="More controls (file)", section=ADVANCED,
                                description="Absolute path of a JSON file of your own CloudWatch filter-pattern "
                                "controls, readable by the workers; added to the CIS controls CloudWatch.1-14."),
         "report_location": Param(
@@ -161,8 +174,10 @@ with DAG(
             "s3://bucket/prefix/ (with the AWS connection), or any ObjectStoragePath URL. "
             "Empty: the worker's log folder (or CLOUDTRAIL_MYSQL_REPORT_DIR), which only that machine can open.",
         ),
-        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
-        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
+        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id", section=ADVANCED,
+                             description="Airflow connection to read the trail's bucket (and write an S3 day report)."),
+        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id", section=ADVANCED,
+                               description="Airflow connection to the MySQL database to load into."),
     },
 ) as dag:
 
