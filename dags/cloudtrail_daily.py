@@ -6,7 +6,7 @@ import os
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
+from cloudtrail_mysql.compat import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
 from cloudtrail_mysql.operators import CloudTrailDayReportOperator, CloudTrailToMySqlOperator, MySqlQueryOperator
 from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
@@ -84,6 +84,13 @@ CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 # Updated when a run's rebuilt event days hold security findings (publish_findings), so an
 # alerting DAG can be scheduled on it: schedule=[CLOUDTRAIL_FINDINGS]. Clean days do not update it.
 CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
+
+# The same two moments as events of the real tables' Assets, mysql://<host>:<port>/<database>/<table>
+# (and <table>_findings), as the MySQL provider names them; which server and table is known only
+# when the run reads its connection, hence aliases. schedule=[Asset("mysql://db:3306/cloudtrail/logs")]
+# or schedule=[CLOUDTRAIL_TABLE] both work.
+CLOUDTRAIL_TABLE = AssetAlias("cloudtrail_daily_table")
+CLOUDTRAIL_FINDINGS_TABLE = AssetAlias("cloudtrail_daily_findings_table")
 
 # The trigger form's collapsed section for the params most runs leave alone.
 ADVANCED = "Advanced"
@@ -294,13 +301,16 @@ with DAG(
         print(f"{day}: findings of the touched event days, per control: {counts or 'none'}")
         return counts
 
-    @task(outlets=[CLOUDTRAIL_FINDINGS])
-    def publish_findings(counts: dict[str, int], day: str) -> dict[str, Any]:
-        """Updates the findings Asset when there are findings; skipped (no Asset event) when clean."""
+    @task(outlets=[CLOUDTRAIL_FINDINGS, CLOUDTRAIL_FINDINGS_TABLE])
+    def publish_findings(counts: dict[str, int], day: str, **context: Any) -> dict[str, Any]:
+        """Updates the findings Assets when there are findings; skipped (no Asset event) when clean."""
         from cloudtrail_mysql.compat import AirflowSkipException
+        from cloudtrail_mysql.operators import emit_table_asset
 
         if not counts:
             raise AirflowSkipException("no findings: the Asset is not updated")
+        params = context["params"]
+        emit_table_asset(context["task"], context, params["mysql_conn_id"], f"{params['table']}_findings")
         return {"day": day, "findings": counts}
 
     day = resolve_day()
@@ -333,8 +343,9 @@ with DAG(
         parameters={"day": day},
         split_statements=True,
         trigger_rule=TriggerRule.ALL_DONE,
-        # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES].
-        outlets=[CLOUDTRAIL_SUMMARIES],
+        # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES], or on the table's Asset.
+        outlets=[CLOUDTRAIL_SUMMARIES, CLOUDTRAIL_TABLE],
+        asset_table="{{ params.table }}",
     )
 
     @task(trigger_rule=TriggerRule.ALL_DONE)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -59,6 +61,8 @@ def test_a_runs_lineage_events_carry_the_load_tasks_inputs_and_output(
     airflow_env: dict[str, str], s3_bucket: tuple[Any, str], mysql_db: Any, s3_server: str, tmp_path: Path
 ) -> None:
     pytest.importorskip("airflow.providers.openlineage")
+    from airflow.providers.mysql.assets.mysql import sanitize_uri
+
     client, bucket = s3_bucket
     prefixes = set()
     for item in day_files(DAY, records=60, accounts=("111122223333", "444455556666"), regions=("us-east-1",),
@@ -80,3 +84,15 @@ def test_a_runs_lineage_events_carry_the_load_tasks_inputs_and_output(
     assert len(loads) == 1, [(e["job"]["name"], e["eventType"]) for e in events]
     assert sorted((d["namespace"], d["name"]) for d in loads[0]["inputs"]) == sorted((f"s3://{bucket}", p) for p in prefixes)
     assert [(d["namespace"], d["name"]) for d in loads[0]["outputs"]] == [("mysql://127.0.0.1:3306", f"{mysql_db.name}.logs")]
+
+    # The table's own Asset, on the URI the MySQL provider gives it, got an event from build_summaries
+    # (through the AssetAlias; Airflow 2's `dags test` records no dataset events at all).
+    with sqlite3.connect(Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db") as db:
+        if "asset_event" in {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+            uri = f"mysql://127.0.0.1:3306/{mysql_db.name}/logs"
+            sanitized = sanitize_uri(urlsplit(uri)).geturl()
+            assert sanitized == uri
+            events = db.execute(
+                "SELECT e.source_task_id FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.uri = ?", (uri,)
+            ).fetchall()
+            assert events == [("build_summaries",)]

@@ -15,6 +15,7 @@ from typing import Any
 _HOMES: dict[str, tuple[tuple[str, str], ...]] = {
     "DAG": (("airflow.sdk", "DAG"), ("airflow.models.dag", "DAG")),
     "Asset": (("airflow.sdk", "Asset"), ("airflow.datasets", "Dataset")),
+    "AssetAlias": (("airflow.sdk", "AssetAlias"), ("airflow.datasets", "DatasetAlias")),
     "BaseOperator": (("airflow.sdk", "BaseOperator"), ("airflow.models.baseoperator", "BaseOperator")),
     "BaseOperatorLink": (("airflow.sdk", "BaseOperatorLink"), ("airflow.models.baseoperatorlink", "BaseOperatorLink")),
     "Param": (("airflow.sdk", "Param"), ("airflow.models.param", "Param")),
@@ -56,6 +57,7 @@ for _name in _HOMES:
 
 DAG: Any
 Asset: Any
+AssetAlias: Any
 BaseOperator: Any
 BaseOperatorLink: Any
 Param: Any

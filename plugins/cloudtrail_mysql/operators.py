@@ -14,7 +14,7 @@ from cloudtrail_mysql.compat import AirflowException, AirflowFailException, Base
 from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
 from cloudtrail_mysql.partitions import NotPartitioned
 from cloudtrail_mysql.records import FileKind, Limits
-from cloudtrail_mysql.sql import validate_table_name
+from cloudtrail_mysql.sql import validate_identifier, validate_table_name
 from cloudtrail_mysql.writer import MySqlWriter, SourceFile
 
 if TYPE_CHECKING:
@@ -211,13 +211,39 @@ class CloudTrailToMySqlOperator(BaseOperator):
 
     def lineage_table(self) -> dict[str, str]:
         """The logs table as an OpenLineage dataset's namespace and name (the MySQL provider's naming)."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
+        server, database = mysql_location(self.mysql_conn_id)
+        return {"namespace": server, "name": f"{database}.{validate_table_name(self.table)}"}
 
-        hook = MySqlHook(mysql_conn_id=self.mysql_conn_id)
-        connection = hook.get_connection(self.mysql_conn_id)
-        info = hook.get_openlineage_database_info(connection)
-        database = hook.schema or connection.schema
-        return {"namespace": f"{info.scheme}://{info.authority}", "name": f"{database}.{validate_table_name(self.table)}"}
+
+def mysql_location(mysql_conn_id: str) -> tuple[str, str]:
+    """``mysql://<host>:<port>`` and the database of a MySQL connection, as the MySQL provider
+    names them for OpenLineage (``get_openlineage_database_info``) and in its Asset URIs."""
+    from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+    hook = MySqlHook(mysql_conn_id=mysql_conn_id)
+    connection = hook.get_connection(mysql_conn_id)
+    info = hook.get_openlineage_database_info(connection)
+    return f"{info.scheme}://{info.authority}", str(hook.schema or connection.schema)
+
+
+def table_asset(mysql_conn_id: str, table: str) -> Any:
+    """The Asset of a MySQL table, ``mysql://<host>:<port>/<database>/<table>``, the URI the MySQL
+    provider's asset factory gives it (so OpenLineage and other DAGs know it as that table)."""
+    from cloudtrail_mysql.compat import Asset
+
+    server, database = mysql_location(mysql_conn_id)
+    return Asset(f"{server}/{database}/{validate_identifier(table)}")
+
+
+def emit_table_asset(task: Any, context: Any, mysql_conn_id: str, table: str) -> None:
+    """Put the table's Asset behind every AssetAlias among the task's outlets (an Asset event for it)."""
+    from cloudtrail_mysql.compat import AssetAlias
+
+    aliases = [outlet for outlet in getattr(task, "outlets", None) or () if isinstance(outlet, AssetAlias)]
+    if aliases:
+        asset = table_asset(mysql_conn_id, table)
+        for alias in aliases:
+            context["outlet_events"][alias].add(asset)
 
 
 # Bounded waits on every MySQL statement, as the command has them: a server that stops answering
@@ -249,6 +275,19 @@ class MySqlQueryOperator(SQLExecuteQueryOperator):
     Everything else (templated SQL from include/sql, split statements, parameters, its OpenLineage
     facets) is the common.sql operator's own.
     """
+
+    template_fields: Sequence[str] = (*SQLExecuteQueryOperator.template_fields, "asset_table")
+
+    def __init__(self, *, asset_table: str | None = None, **kwargs: Any) -> None:
+        """``asset_table``: a table whose Asset (``table_asset``) goes behind the AssetAliases among
+        the outlets once the SQL has run."""
+        super().__init__(**kwargs)
+        self.asset_table = asset_table
+
+    def post_execute(self, context: Any, result: Any = None) -> None:
+        super().post_execute(context, result)
+        if self.asset_table:
+            emit_table_asset(self, context, self.conn_id, self.asset_table)
 
     def get_db_hook(self) -> Any:
         from cloudtrail_mysql.hooks import BoundedMySqlHook
