@@ -222,8 +222,9 @@ def mysql_location(mysql_conn_id: str) -> tuple[str, str]:
 
     hook = MySqlHook(mysql_conn_id=mysql_conn_id)
     connection = hook.get_connection(mysql_conn_id)
-    info = hook.get_openlineage_database_info(connection)
-    return f"{info.scheme}://{info.authority}", str(hook.schema or connection.schema)
+    # What get_openlineage_database_info returns, without needing the OpenLineage provider.
+    authority = hook.get_openlineage_authority_part(connection, default_port=3306)
+    return f"{hook.get_openlineage_database_dialect(connection)}://{authority}", str(hook.schema or connection.schema)
 
 
 def table_asset(mysql_conn_id: str, table: str) -> Any:
