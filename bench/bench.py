@@ -18,6 +18,10 @@ All in one run, against the same MySQL server, on the same generated files (defa
 --s3-latency-ms N makes the S3 server answer each GET after N ms, as a distant S3 does (the
 command and the DAG read files ahead, so that wait hides behind loading).
 
+--against DIR (A/B mode) also runs the command from another checkout's plugins folder (DIR, e.g. a
+`git archive` of main extracted somewhere) as ours-base and ours-s3-base, each run right before or
+after ours and ours-s3 (the order alternates run by run), and reports the per-run ratios.
+
 --days N (growth mode) measures instead what a table's daily life costs: N consecutive generated
 days of --records events each, each through `airflow dags test cloudtrail_daily D` into the same
 table, as production runs them; per day: the run's wall time, the load phase's rows/s, the
@@ -145,7 +149,7 @@ def growth(args: argparse.Namespace) -> None:
     """Growth mode (--days): one table, a day a run, as production runs the DAG."""
     from datetime import timedelta
 
-    from cloudtrail_mysql.records import delivery_day
+    from cloudtrail_mysql.layout import delivery_day
 
     work = Path(args.workdir)
     streams = len(ACCOUNTS) * len(REGIONS)
@@ -241,6 +245,7 @@ def main() -> None:
     parser.add_argument("--s3-latency-ms", type=float, default=0.0,
                         help="the local S3 server answers each GET after this many ms, as a distant S3 does (default 0)")
     parser.add_argument("--workdir", default=str(REPO / ".bench"))
+    parser.add_argument("--against", help="A/B mode: another checkout's plugins folder, run as ours-base (and ours-s3-base)")
     parser.add_argument("--days", type=int, default=0, help="growth mode: this many consecutive days into one table")
     parser.add_argument("--retention-days", type=int, default=0, help="growth mode: then rerun the last day with this retention")
     parser.add_argument("--data", help="growth mode: CloudTrail files already made (e.g. by cloudtrail-mysql generate), "
@@ -261,10 +266,10 @@ def main() -> None:
           + (f"; S3 answers each GET after {args.s3_latency_ms:g} ms" if args.s3_latency_ms else ""), flush=True)
 
     baseline_files = files[:: max(1, round(1 / args.baseline_fraction))]
-    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-s3", "dag", "dag-load")}
+    methods = {name: Method(name) for name in ("baseline", "ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base", "dag", "dag-load")}
     only = set(args.only.split(",")) if args.only else {"baseline", "ceiling", "ours", "ours-s3", "dag"}
     methods["baseline"].gzip_bytes = sum(f.stat().st_size for f in baseline_files)
-    for name in ("ceiling", "ours", "ours-s3", "dag", "dag-load"):
+    for name in ("ceiling", "ours", "ours-base", "ours-s3", "ours-s3-base", "dag", "dag-load"):
         methods[name].gzip_bytes = gzip_bytes
 
     # The ceiling's rows, built once by the loader's own code, before any clock starts.
@@ -292,15 +297,20 @@ def main() -> None:
                 subprocess.run([str(BIN / "python"), "-c", f"from cloudtrail_mysql.cli import MySqlTarget, ensure_database; ensure_database(MySqlTarget.from_url({url!r}), 'logs')"], check=True)
                 measured = measure([sys.executable, str(REPO / "bench" / "load_data_ceiling.py"), "load", database, str(args.workers), str(tsv)])
                 _record(methods["ceiling"], measured, _count(database, "logs"))
-            if "ours" in only:  # through the command
-                mysql(f"DROP DATABASE IF EXISTS {database}")
-                measured = measure([str(BIN / "cloudtrail-mysql"), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)])
-                _record(methods["ours"], measured, _count(database, "logs"))
-            if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
-                mysql(f"DROP DATABASE IF EXISTS {database}")
-                measured = measure([str(BIN / "cloudtrail-mysql"), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
-                                    "--workers", str(args.workers)], env={"AWS_ENDPOINT_URL_S3": s3.endpoint})
-                _record(methods["ours-s3"], measured, _count(database, "logs"))
+            # With --against, each of ours and ours-s3 next to the other checkout's, in turns (first, then second).
+            plugins = [("", REPO / "plugins")] + ([("-base", Path(args.against).resolve())] if args.against else [])
+            for suffix, folder in plugins if run % 2 else plugins[::-1]:
+                if "ours" in only:  # through the command
+                    mysql(f"DROP DATABASE IF EXISTS {database}")
+                    command = [*_command(folder), "import", str(work / "files"), "--mysql-url", url, "--workers", str(args.workers)]
+                    measured = measure(command, env={"PYTHONPATH": str(folder)})
+                    _record(methods["ours" + suffix], measured, _count(database, "logs"))
+            for suffix, folder in plugins if run % 2 else plugins[::-1]:
+                if s3 is not None and "ours-s3" in only:  # the command, reading from the S3 server
+                    mysql(f"DROP DATABASE IF EXISTS {database}")
+                    measured = measure([*_command(folder), "import", "s3://bench-cloudtrail/", "--mysql-url", url,
+                                        "--workers", str(args.workers)], env={"AWS_ENDPOINT_URL_S3": s3.endpoint, "PYTHONPATH": str(folder)})
+                    _record(methods["ours-s3" + suffix], measured, _count(database, "logs"))
             if s3 is not None and "dag" in only:  # the DAG, end to end, and its load phase
                 mysql(f"DROP DATABASE IF EXISTS {database}")
                 mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
@@ -315,6 +325,13 @@ def main() -> None:
     _report(methods, args, work)
     if s3 is not None:
         print(f"DAG file parse time (airflow dags report, median of 3): {_parse_seconds(s3):.3f} s")
+
+
+def _command(plugins: Path) -> list[str]:
+    """The command, run from the plugins folder given (on PYTHONPATH, ahead of the installed one)."""
+    if plugins == REPO / "plugins":
+        return [str(BIN / "cloudtrail-mysql")]
+    return [str(BIN / "python"), "-c", "import sys; from cloudtrail_mysql.cli import main; sys.exit(main())"]
 
 
 def _parse_seconds(s3: "_S3") -> float:
@@ -468,7 +485,27 @@ def _report(methods: dict[str, Method], args: argparse.Namespace, work: Path) ->
     print(table)
     notes = _cpu_bound(methods)
     print(notes)
-    (work / "results.md").write_text(table + "\n\n" + notes + "\n")
+    ab = _ab(methods)
+    print(ab)
+    (work / "results.md").write_text(table + "\n\n" + notes + "\n\n" + ab + "\n")
+
+
+def _ab(methods: dict[str, Method]) -> str:
+    """--against: each method against its base, by the median of the per-run ratios (interleaved runs)."""
+    lines = []
+    for name in ("ours", "ours-s3"):
+        mine, base = methods[name], methods[name + "-base"]
+        if not mine.seconds or not base.seconds:
+            continue
+        speed = statistics.median(theirs / ours for ours, theirs in zip(mine.seconds, base.seconds, strict=True))
+        memory = statistics.median(ours / theirs for ours, theirs in zip(mine.rss_kib, base.rss_kib, strict=True))
+        lines.append(
+            f"A/B {name}: median {statistics.median(mine.seconds):.2f} s vs base {statistics.median(base.seconds):.2f} s "
+            f"(runs: {', '.join(f'{s:.2f}' for s in mine.seconds)} vs {', '.join(f'{s:.2f}' for s in base.seconds)}); "
+            f"speed x{speed:.3f} of base (median of per-run ratios); peak RSS median {statistics.median(mine.rss_kib) / 1024:.0f} "
+            f"vs {statistics.median(base.rss_kib) / 1024:.0f} MiB (x{memory:.3f})"
+        )
+    return "\n".join(lines)
 
 
 def _cpu_bound(methods: dict[str, Method]) -> str:

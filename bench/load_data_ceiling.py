@@ -36,7 +36,7 @@ def prepare(database: str, out: Path, files: list[str]) -> None:
         with open(out / f"{number:06d}.tsv", "w", encoding="utf-8", newline="\n") as handle:
             builder.write_tsv(records, path, handle)
         # The values the statement sets once per file (its id, its key), as the loader binds them.
-        (out / f"{number:06d}.constants").write_text(json.dumps(builder.tsv_constants(number, path)))
+        (out / f"{number:06d}.constants").write_text(json.dumps(builder.tsv_constants(number, path), default=str))
     (out / "statement").write_text(writer.load_data_statement)
     conn.close()
 

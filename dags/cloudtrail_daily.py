@@ -206,12 +206,12 @@ with DAG(
         from botocore.exceptions import ClientError
 
         from cloudtrail_mysql.compat import AirflowFailException
+        from cloudtrail_mysql.front import kinds_for
         from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.layout import NoCloudTrailLayout, TooManyBatches, day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
-        from cloudtrail_mysql.loader import setup_error
+        from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
-        from cloudtrail_mysql.records import FileKind
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
@@ -242,8 +242,7 @@ with DAG(
             raise
 
         client = S3Hook(aws_conn_id=params["aws_conn_id"]).get_conn()
-        kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if params["include_insight"] else [])
-        kinds += [FileKind.NETWORK_ACTIVITY] if params["include_network_activity"] else []
+        kinds = kinds_for(params["include_insight"], params["include_network_activity"])
         try:
             folders = day_folders(
                 client, params["bucket"], date.fromisoformat(day), params["key_prefix"] or "",

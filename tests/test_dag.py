@@ -272,7 +272,7 @@ def test_operator_loads_the_good_files_of_a_batch_and_names_the_bad_one(
     for name, value in _connections(s3_server, mysql_db.url).items():
         monkeypatch.setenv(name, value)
 
-    operator = CloudTrailToMySqlOperator(task_id="load", bucket=bucket, prefix=f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/")
+    operator = CloudTrailToMySqlOperator(task_id="load", bucket=bucket, ranges=[{"prefix": f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"}])
     with pytest.raises(AirflowException, match="BADBADBADBADBADB"):
         operator.execute({})
     assert _query(mysql_db, "SELECT COUNT(*) FROM logs")[0][0] == sum(len(v) for v in records.values()) == 90

@@ -914,9 +914,10 @@ def test_connection_gone_between_files_reconnects(mysql_db, sample_day, method: 
     """The next file after a lost idle connection gets 'server has gone away', reconnects and loads."""
     import MySQLdb
 
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.loader import load_file
     from cloudtrail_mysql.sources import fetch
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     def connect() -> Any:
         return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
@@ -947,9 +948,10 @@ def test_load_files_in_threads_loads_each_file_once_and_stops_on_a_refusal(mysql
     and a refusal no retry can fix (a privilege) stops the whole load at once."""
     import MySQLdb
 
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.loader import MySqlSetupError, load_files
     from cloudtrail_mysql.sources import fetch
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     def connect() -> Any:
         return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
@@ -999,9 +1001,10 @@ def test_read_ahead_overlaps_reads_and_loads_each_file_once(mysql_db, sample_day
 
     import MySQLdb
 
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.loader import load_files
     from cloudtrail_mysql.sources import fetch as read_file
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     def connect() -> Any:
         return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
@@ -1067,8 +1070,9 @@ def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files
     import MySQLdb
 
     from cloudtrail_mysql import loader
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.sources import fetch
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     def connect() -> Any:
         return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)
@@ -1100,8 +1104,8 @@ def test_parse_ahead_overlaps_parsing_with_loading_and_leaves_no_temporary_files
             finally:
                 note("load ends", source.location)
 
-    loader_read_file = loader.read_file
-    monkeypatch.setattr(loader, "read_file", read_file)
+    loader_read_file = loader.prepare_file
+    monkeypatch.setattr(loader, "prepare_file", read_file)
     bad = tmp_path / "111122223333_CloudTrail_us-east-1_20170410T0000Z_brokenbrokenbrok.json.gz"
     bad.write_bytes(gzip.compress(b'{"Records": [{"eventName": "x"}')[:-9])
     sources = [SourceFile(str(sample_day.path(item))) for item in sample_day.log_files]
@@ -1152,9 +1156,10 @@ def test_a_file_thought_new_but_added_meanwhile_is_claimed_not_loaded_twice(mysq
     usual way: a loaded copy is left alone, a failed one is loaded, never twice."""
     import MySQLdb
 
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.records import read_records
     from cloudtrail_mysql.sources import fetch
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     def connect() -> Any:
         return MySQLdb.connect(host="127.0.0.1", user="root", database=mysql_db.name, charset="utf8mb4", local_infile=1)

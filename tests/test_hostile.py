@@ -546,9 +546,10 @@ def test_failures_the_lost_server_could_not_take_are_recorded_once_it_is_back(
 ) -> None:
     """Files that fail while the server is gone cannot be written to the manifest then; they are
     written as failed once it answers again, before the next file loads."""
+    from cloudtrail_mysql.files import SourceFile
     from cloudtrail_mysql.loader import load_files
     from cloudtrail_mysql.sources import fetch
-    from cloudtrail_mysql.writer import MySqlWriter, SourceFile
+    from cloudtrail_mysql.writer import MySqlWriter
 
     files = _good_files(tmp_path / "in", records=300)
     database = _private_db(private_server)

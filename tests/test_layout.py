@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloudtrail_mysql.layout import TooManyBatches, day_folders, iter_batch, iter_range, plan_batches
-from cloudtrail_mysql.records import FileKind
+from cloudtrail_mysql.layout import FileKind, TooManyBatches, day_folders, iter_batch, iter_range, plan_batches
 
 DAY = date(2017, 4, 10)
 

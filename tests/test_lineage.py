@@ -45,9 +45,6 @@ def test_the_operator_names_its_inputs_and_output_as_the_providers_do(monkeypatc
     assert [(d.namespace, d.name) for d in lineage.outputs] == [(expected.namespace, expected.name)] == [
         ("mysql://db.example.internal:3306", "cloudtrail.trail")
     ]
-    keys = CloudTrailToMySqlOperator(task_id="k", bucket="b", keys=["a/b/1.json.gz", "a/b/2.json.gz", "a/c/3.json.gz"],
-                                     mysql_conn_id="trail_db")
-    assert keys.lineage_prefixes() == ["a/b/", "a/c/"]
 
 
 def _connections(endpoint: str, mysql_url: str) -> dict[str, str]:

@@ -23,33 +23,27 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import __version__, sql
-from cloudtrail_mysql.loader import DEFAULT_KINDS, LOAD_AGAIN_HINT, MySqlSetupError, load_files, setup_error
-from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
-from cloudtrail_mysql.records import FileKind, Limits, delivery_day, parse_size
-from cloudtrail_mysql.writer import (
-    FileResult, MySqlWriter, SourceFile, describe_mysql_error, replaced_rows, retry_seconds_from_env,
+from cloudtrail_mysql.files import FileResult, SourceFile
+from cloudtrail_mysql.front import LoadOptions, LoadSummary, kinds_for, open_writers, run_load
+from cloudtrail_mysql.layout import delivery_day
+from cloudtrail_mysql.loader import LOAD_AGAIN_HINT
+from cloudtrail_mysql.mysql_errors import (
+    CANNOT_REACH, CONNECTION_LOST, NO_SUCH_TABLE, UNKNOWN_COLUMN, UNKNOWN_DATABASE, WRONG_PASSWORD, MySqlConnectError,
+    MySqlSetupError, describe_mysql_error, mysql_error_code, setup_error,
 )
+from cloudtrail_mysql.partitions import NotPartitioned, apply_retention
+from cloudtrail_mysql.records import parse_size
+from cloudtrail_mysql.writer import MySqlWriter
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/cloudtrail"
 URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
-
-
-class MySqlConnectError(ConnectionError):
-    """Connecting failed; ``code`` is MySQL's error number."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-    def __reduce__(self) -> tuple[Any, ...]:  # raised in a worker, it reaches the command whole
-        return type(self), (str(self), self.code)
 
 
 # mysqlclient options that take a number; a URL gives every option as text.
@@ -162,76 +156,65 @@ class MySqlTarget:
 _worker: dict[str, Any] = {}
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """What every worker needs to know besides the target and the table."""
-
-    limits: Limits
-    retry_seconds: float
-
-
-def _start_worker(
-    target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str = "auto", parse_ahead: bool = True,
-    settings: _Settings | None = None,
-) -> None:
+def _start_worker(target: MySqlTarget, options: LoadOptions) -> None:
     if multiprocessing.parent_process() is not None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command's handler is for the command itself
-    settings = settings or _Settings(Limits.from_env(), retry_seconds_from_env())
-
-    def new_writer() -> MySqlWriter:
-        return MySqlWriter(
-            target.connect(), table, connect=target.connect, method=method, limits=settings.limits,
-            retry_seconds=settings.retry_seconds,
-        )
-
-    _worker["new_writer"] = new_writer
+    _worker["target"] = target
+    _worker["options"] = options
     try:
-        _worker["writer"] = new_writer()
+        (_worker["writer"],) = open_writers(target.connect, options)
     except MySqlConnectError:
         # Not here: a pool whose initializer fails starts it again and again. The first task says why.
         _worker["writer"] = None
-    _worker["kinds"] = kinds
-    _worker["parse_ahead"] = parse_ahead
     _worker["client"] = None  # one S3 client per worker, made on its first S3 file
 
 
-# Files of S3 read ahead by each worker while it parses and writes (an S3 GET waits tens of ms).
+# Files of S3 fetched ahead by each worker while it parses and writes (an S3 GET waits tens of ms).
 READ_AHEAD_FILES = 8
-# A task is a few files (fewer IPC round trips, and room to read ahead), small enough to share
-# the work out evenly at the end.
-MAX_FILES_PER_TASK = 16
+# The last shards' length: small enough to share the end of the work out evenly.
+MIN_FILES_PER_SHARD = 16
 
 
-def _tasks(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]]:
-    per_task = max(1, min(MAX_FILES_PER_TASK, -(-len(sources) // (workers * 4))))
-    return [list(sources[i : i + per_task]) for i in range(0, len(sources), per_task)]
+def _shards(sources: Sequence[SourceFile], workers: int) -> list[list[SourceFile]]:
+    """The files cut into shards of decreasing length, in order (guided scheduling): each is half of
+    what is left shared among the workers, down to MIN_FILES_PER_SHARD. The first shards are long, so
+    a worker's pipeline seldom starts again; the last are short, so a worker slowed down (a busy
+    machine) is helped out at the end instead of holding the import up. One worker: one shard."""
+    if workers <= 1:
+        return [list(sources)] if sources else []
+    shards: list[list[SourceFile]] = []
+    start = 0
+    while start < len(sources):
+        length = max(MIN_FILES_PER_SHARD, (len(sources) - start) // (2 * workers))
+        shards.append(list(sources[start : start + length]))
+        start += length
+    return shards
 
 
-def _load_in_worker(task: list[SourceFile]) -> Iterator[FileResult]:
+def _load_in_worker(shard: list[SourceFile]) -> Iterator[FileResult]:
     from cloudtrail_mysql.sources import fetch, s3_client
 
-    from_s3 = task[0].location.startswith("s3://")
+    from_s3 = shard[0].location.startswith("s3://")
     if from_s3 and _worker["client"] is None:
         _worker["client"] = s3_client()
     if _worker["writer"] is None:
-        _worker["writer"] = _worker["new_writer"]()
-    return load_files(
-        task, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], _worker["kinds"],
-        read_ahead=READ_AHEAD_FILES if from_s3 else 0, parse_ahead=_worker["parse_ahead"],
-    )
+        (_worker["writer"],) = open_writers(_worker["target"].connect, _worker["options"])
+    options = _worker["options"]
+    if from_s3:
+        options = replace(options, read_ahead=READ_AHEAD_FILES)
+    return run_load(shard, lambda s: fetch(s, _worker["client"]), [_worker["writer"]], options)
 
 
 def _results(
-    tasks: list[list[SourceFile]], workers: int, target: MySqlTarget, table: str, kinds: frozenset[FileKind], method: str,
-    parse_ahead: bool, settings: _Settings | None = None,
+    shards: list[list[SourceFile]], workers: int, target: MySqlTarget, options: LoadOptions
 ) -> Iterable[FileResult]:
-    if workers <= 1 or len(tasks) <= 1:
-        _start_worker(target, table, kinds, method, parse_ahead, settings)
-        for task in tasks:
-            yield from _load_in_worker(task)
+    if workers <= 1 or len(shards) <= 1:
+        _start_worker(target, options)
+        for shard in shards:
+            yield from _load_in_worker(shard)
         return
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    yield from _in_processes(tasks, workers, context, (target, table, kinds, method, parse_ahead, settings))
+    yield from _in_processes(shards, workers, context, (target, options))
 
 
 def _worker_main(conn: Any, parent: int, *setup: Any) -> None:
@@ -346,7 +329,7 @@ def _worker_died(source: SourceFile, pid: int, exitcode: int | None, setup: tupl
     recorded failed in the manifest, unless it was committed just before the worker died."""
     import signal
 
-    target, table = setup[0], setup[1]
+    target, table = setup[0], setup[1].table
     how = f"was killed by {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exited with {exitcode}"
     oom = " (as the kernel's out-of-memory killer does)" if exitcode == -signal.SIGKILL else ""
     message = f"{source.location}: the worker process loading it (pid {pid}) {how}{oom}; not loaded, a rerun loads it"
@@ -386,7 +369,7 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
     try:
         conn = target.connect()
     except MySqlConnectError as exc:
-        if exc.code != 1049:  # anything but "unknown database"
+        if exc.code != UNKNOWN_DATABASE:
             raise
         server = target.connect(with_database=False)
         try:
@@ -414,11 +397,6 @@ def run_import(args: argparse.Namespace) -> int:
 
     target = getattr(args, "target", None) or MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
-    kinds = set(DEFAULT_KINDS)
-    if args.include_insight:
-        kinds.add(FileKind.INSIGHT)
-    if args.include_network_activity:
-        kinds.add(FileKind.NETWORK_ACTIVITY)
     if args.retention_days is not None and args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day (the newest one loaded)")
     sources = args.sources if getattr(args, "sources", None) is not None else list_sources(args.source)
@@ -427,51 +405,41 @@ def run_import(args: argparse.Namespace) -> int:
     ensure_database(target, table, {source.delivery_day for source in sources})
     cores = os.cpu_count() or 1
     workers = args.workers or cores
-    settings = _Settings(
-        Limits.from_env(args.max_file_bytes, args.max_record_bytes),
-        args.retry_seconds if args.retry_seconds is not None else retry_seconds_from_env(),
-    )
-    # Parsing ahead needs a core of its own: not there when a local server and the workers fill them all.
-    parse_ahead = args.parse_ahead == "on" or (
-        args.parse_ahead == "auto" and (workers < cores or not target.on_this_machine)
+    options = LoadOptions.from_flags(
+        table=table,
+        include_insight=args.include_insight,
+        include_network_activity=args.include_network_activity,
+        method=args.method,
+        # Parsing ahead needs a core of its own: not there when a local server and the workers fill them all.
+        parse_ahead=args.parse_ahead == "on" or (
+            args.parse_ahead == "auto" and (workers < cores or not target.on_this_machine)
+        ),
+        max_file_bytes=args.max_file_bytes,
+        max_record_bytes=args.max_record_bytes,
+        retry_seconds=args.retry_seconds,
     )
     if not getattr(args, "quiet", False):
         print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
-    started = time.monotonic()
-    counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
-    rows = 0
-    failures: list[FileResult] = []
-    replacements: list[tuple[str, int]] = []
+    summary = LoadSummary(files=len(sources))
     progress = None if getattr(args, "quiet", False) else _progress(len(sources))
     if progress is not None:
         progress.start()
     try:
-        for result in _results(
-            _tasks(sources, workers), workers, target, table, frozenset(kinds), args.method, parse_ahead, settings
-        ):
-            counts[result.status] += 1
-            rows += result.rows
+        for result in summary.tally(_results(_shards(sources, workers), workers, target, options)):
             if result.status == "failed":
-                failures.append(result)
                 print(f"FAILED {result.detail}", file=sys.stderr)
-            elif result.status == "loaded" and replaced_rows(result.detail) is not None:
-                replacements.append((result.location, replaced_rows(result.detail) or 0))
             if progress is not None:
-                elapsed = max(time.monotonic() - started, 1e-9)
-                progress.update(progress.task_ids[0], advance=1, rows=rows, rate=rows / elapsed)
+                progress.update(progress.task_ids[0], advance=1, rows=summary.rows, rate=summary.rate)
     finally:
         if progress is not None:
             progress.stop()
-    seconds = time.monotonic() - started
-    print(
-        f"{counts['loaded']} files loaded, {counts['already_loaded']} already loaded, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed; {rows} rows in {seconds:.1f} s ({rows / max(seconds, 1e-9):,.0f} rows/s)"
-    )
-    if replacements:
+    print(summary.finish().line())
+    if summary.replacements:
         # A changed file at the same place (CloudTrail delivered it again): its earlier rows went.
-        print(f"{len(replacements)} file(s) changed since loaded replaced {sum(n for _, n in replacements)} earlier rows:")
-        for location, replaced in replacements:
+        print(f"{len(summary.replacements)} file(s) changed since loaded replaced "
+              f"{sum(n for _, n in summary.replacements)} earlier rows:")
+        for location, replaced in summary.replacements:
             print(f"  {location}: replaced {replaced} rows of its earlier version")
     if args.summarize or args.retention_days:
         days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
@@ -483,16 +451,12 @@ def run_import(args: argparse.Namespace) -> int:
                 print(apply_retention(conn, table, days[-1], args.retention_days).describe(table))
         finally:
             conn.close()
-    args.summary = {  # for --json
-        "files": len(sources), **counts, "rows": rows, "seconds": round(seconds, 3),
-        "replaced": [{"file": location, "rows": n} for location, n in replacements],
-        "failures": [{"file": f.location, "error": f.detail.removeprefix(f.location + ": ")} for f in failures],
-    }
-    if failures:
-        print(f"{len(failures)} file(s) failed and were not loaded:", file=sys.stderr)
-        for failure in failures:
+    args.summary = summary  # for --json
+    if summary.failures:
+        print(f"{len(summary.failures)} file(s) failed and were not loaded:", file=sys.stderr)
+        for failure in summary.failures:
             print(f"  {failure.location}: {failure.detail.removeprefix(failure.location + ': ')}", file=sys.stderr)
-        lost = sum(LOAD_AGAIN_HINT in failure.detail for failure in failures)
+        lost = sum(LOAD_AGAIN_HINT in failure.detail for failure in summary.failures)
         if lost:
             print(
                 f"{lost} of them for want of the MySQL server: run the same command again once it is back; "
@@ -606,7 +570,7 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         conn = target.connect()
     except MySqlConnectError as exc:
-        if exc.code != 1049:
+        if exc.code != UNKNOWN_DATABASE:
             raise
         raise LookupError(
             f"the database {target.database} does not exist at {target.user}@{target.host}:{target.port}: "
@@ -633,20 +597,17 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _report_error(exc: BaseException, target: MySqlTarget, table: str, conn: Any) -> Exception:
     """A MySQL error met by ``report``, in words: what is missing or refused, and what to do."""
-    from cloudtrail_mysql.loader import LOST_CONNECTION_ERRORS
-    from cloudtrail_mysql.writer import mysql_error_code
-
     code = mysql_error_code(exc)
     said = exc.args[-1] if exc.args else exc
     reading = f"cannot read the table {table} in {target.describe()}"
-    if code == 1146:  # no such table: the one asked for, or its manifest <table>_files
+    if code == NO_SUCH_TABLE:  # no such table: the one asked for, or its manifest <table>_files
         missing = re.search(r"Table '(?:[^'.]*\.)?([^']*)' doesn't exist", str(said))
         return LookupError(
             f"the table {missing.group(1) if missing else table} does not exist in the database {target.database}: "
             f"load files into it first (cloudtrail-mysql import SOURCE --table {table}), or check --table; "
             f"{_loaded_tables_here(conn)}"
         )
-    if code == 1054:  # a table of that name, but not one this loader made
+    if code == UNKNOWN_COLUMN:  # a table of that name, but not one this loader made
         return LookupError(
             f"{reading}: it is not a CloudTrail table made by this loader (MySQL said {said}); check --table; "
             f"{_loaded_tables_here(conn)}"
@@ -654,7 +615,7 @@ def _report_error(exc: BaseException, target: MySqlTarget, table: str, conn: Any
     refusal = setup_error(exc, reading)
     if refusal is not None:
         return refusal
-    if code in LOST_CONNECTION_ERRORS:
+    if code in CONNECTION_LOST:
         return ConnectionError(f"{reading}: the connection to MySQL was lost (MySQL said {said}); run the report again")
     return MySqlSetupError(f"{reading}: MySQL error {code}: {said}")
 
@@ -985,8 +946,7 @@ def _trail_sources(args: argparse.Namespace) -> list[SourceFile] | None:
         raise ValueError(f"--day, --from and --to read an S3 trail: give SOURCE as s3://bucket[/key_prefix], not {args.source}")
     location = parse_s3_uri(args.source)
     check_bucket_name(location.bucket)
-    kinds = [FileKind.LOG] + ([FileKind.INSIGHT] if args.include_insight else [])
-    kinds += [FileKind.NETWORK_ACTIVITY] if args.include_network_activity else []
+    kinds = kinds_for(args.include_insight, args.include_network_activity)
     return day_sources(
         s3_client(), location.bucket, days, location.key.strip("/"), accounts=args.accounts, regions=args.regions, kinds=kinds
     )
@@ -1004,9 +964,8 @@ def run_import_command(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(args)
         if args.sources == []:  # asked-for days with no files: nothing to do, as for the DAG
-            summary = {"files": 0, "loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0, "rows": 0,
-                       "seconds": 0.0, "replaced": [], "failures": []}
-            print(json.dumps({**summary, "exit_code": 0}, indent=2) if args.json else f"no files delivered on {_days_text(args)}")
+            empty = LoadSummary().finish().as_report()
+            print(json.dumps({**empty, "exit_code": 0}, indent=2) if args.json else f"no files delivered on {_days_text(args)}")
             return 0
         quiet = getattr(args, "quiet", False)
         out = sys.stderr if args.json else (open(os.devnull, "w") if quiet else sys.stdout)
@@ -1021,7 +980,7 @@ def run_import_command(args: argparse.Namespace) -> int:
             print(json.dumps({"error": str(exc), "exit_code": 2}, indent=2))
         raise
     if args.json:
-        print(json.dumps({**args.summary, "exit_code": code}, indent=2))
+        print(json.dumps({**args.summary.finish().as_report(), "exit_code": code}, indent=2))
     return code
 
 
@@ -1038,8 +997,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
     sources = args.sources if args.sources is not None else list_sources(args.source)
-    kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if args.include_insight else set())
-    kinds |= {FileKind.NETWORK_ACTIVITY} if args.include_network_activity else set()
+    kinds = kinds_for(args.include_insight, args.include_network_activity)
     files = [(source, wanted(source.location, kinds)[0]) for source in sources]
     loadable = [source for source, ok in files if ok]
     target = getattr(args, "target", None) or MySqlTarget.from_url(args.mysql_url)
@@ -1114,9 +1072,9 @@ def _hint(exc: BaseException) -> str | None:
             "of ~/.aws/credentials, or run where an instance or task role provides them"
         )
     if isinstance(exc, MySqlConnectError):
-        if exc.code == 1045:
+        if exc.code == WRONG_PASSWORD:
             return f"check the user and password in --mysql-url or ${URL_VARIABLE}"
-        if exc.code in (2002, 2003, 2005):
+        if exc.code in CANNOT_REACH:
             return f"is a MySQL server running and reachable there? check the host and port in --mysql-url or ${URL_VARIABLE}"
     return None
 

@@ -18,16 +18,112 @@ import ipaddress
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
-from typing import Any, Collection, Iterable, Iterator
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator
 
-from cloudtrail_mysql.records import FileKind
-from cloudtrail_mysql.writer import SourceFile
+if TYPE_CHECKING:
+    from cloudtrail_mysql.files import SourceFile
 
 __all__ = [
-    "Batch", "CLOUDTRAIL_BEGAN", "DayFolder", "KeyRange", "NoCloudTrailLayout", "check_bucket_name", "check_day",
-    "day_folders", "iter_batch", "iter_range", "plan_batches", "TooManyBatches",
+    "Batch", "CLOUDTRAIL_BEGAN", "DayFolder", "FileKind", "KeyRange", "NoCloudTrailLayout", "TooManyBatches",
+    "check_bucket_name", "check_day", "classify", "day_folders", "day_prefix", "delivery_day", "file_identity",
+    "file_name", "iter_batch", "iter_range", "plan_batches",
 ]
+
+
+# -- the key layout ------------------------------------------------------------------------------
+class FileKind(str, Enum):
+    """What a key under AWSLogs/ holds, from its path; only LOG is loaded unless asked."""
+
+    LOG = "CloudTrail"
+    DIGEST = "CloudTrail-Digest"
+    INSIGHT = "CloudTrail-Insight"
+    NETWORK_ACTIVITY = "CloudTrail-NetworkActivity"
+    # 5-minute summaries of data events (timeWindow, summary), not events: never loaded.
+    AGGREGATED = "CloudTrail-Aggregated"
+    OTHER = "other"
+
+
+_KIND_BY_FOLDER = {kind.value.lower(): kind for kind in FileKind if kind is not FileKind.OTHER}
+# <account>_CloudTrail[-Kind]_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz, as CloudTrail names its files.
+_CLOUDTRAIL_NAME = re.compile(r"^[^_/]+_(CloudTrail(?:-[A-Za-z]+)?)_[^/]+\.json(?:\.gz)?$", re.IGNORECASE)
+
+
+def classify(name: str) -> FileKind:
+    """Tell log files from digest, Insight, network-activity, aggregated and unrelated files, by
+    path alone.
+
+    CloudTrail's file name decides, else the nearest CloudTrail folder. Under ``AWSLogs/`` a
+    file in no CloudTrail folder belongs to another service sharing the bucket (AWS Config,
+    ...) or is a ``CloudTrail-*`` kind this loader does not know; a file named as CloudTrail
+    names an unknown kind is one too. All are OTHER: skipped, not failed.
+    """
+    lowered = name.lower()
+    if not (lowered.endswith(".json.gz") or lowered.endswith(".json")):
+        return FileKind.OTHER
+    parts = name.replace("\\", "/").split("/")
+    match = _CLOUDTRAIL_NAME.match(parts[-1])
+    if match:
+        return _KIND_BY_FOLDER.get(match.group(1).lower(), FileKind.OTHER)
+    for folder in reversed(parts[:-1]):
+        folder = folder.lower()
+        if folder in _KIND_BY_FOLDER:
+            return _KIND_BY_FOLDER[folder]
+        if folder == "awslogs":
+            return FileKind.OTHER
+    # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
+    return FileKind.LOG
+
+
+_DAY_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/[^/]*$")
+
+
+def delivery_day(key: str) -> date | None:
+    """The YYYY/MM/DD folder of a CloudTrail key: the day CloudTrail delivered the file."""
+    match = _DAY_IN_KEY.search(key.replace("\\", "/"))
+    if not match:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+
+
+def file_identity(location: str) -> str:
+    """The name under which a file is remembered as loaded.
+
+    CloudTrail's file names carry account, region, time and a random id, so the same file
+    downloaded to a folder and read again from S3 is recognised as one; other files are known
+    by their full location.
+    """
+    base = location.replace("\\", "/").rsplit("/", 1)[-1]
+    return base if _CLOUDTRAIL_NAME.match(base) else location
+
+
+def day_prefix(
+    account: str,
+    region: str,
+    day: str | date | datetime,
+    key_prefix: str = "",
+    organization_id: str | None = None,
+    kind: str = "CloudTrail",
+) -> str:
+    """The S3 key prefix under which CloudTrail delivers one account's region's files of a kind for a day."""
+    if isinstance(day, str):
+        day = date.fromisoformat(day[:10])
+    base = f"{key_prefix.strip('/')}/" if key_prefix.strip("/") else ""
+    org = f"{organization_id}/" if organization_id else ""
+    return f"{base}AWSLogs/{org}{account}/{kind}/{region}/{day:%Y/%m/%d}/"
+
+
+def file_name(account: str, region: str, tail: str, kind: str = "CloudTrail") -> str:
+    """CloudTrail's name for a file: ``<account>_<kind>_<region>_<tail>.json.gz``, the tail being
+    ``<YYYYMMDDTHHMMZ>_<unique id>`` for log files (what ``file_identity`` recognises)."""
+    return f"{account}_{kind}_{region}_{tail}.json.gz"
+
+
+# -- listing S3 ----------------------------------------------------------------------------------
 
 # CloudTrail was launched on 13 November 2013; no trail delivered anything before November 2013.
 CLOUDTRAIL_BEGAN = date(2013, 11, 1)
@@ -122,7 +218,7 @@ def day_folders(
         if subfolders is None:
             subfolders = _children(client, bucket, base)
         found = []
-        for kind in kinds:
+        for kind in (k for k in FileKind if k in kinds):  # in a stable order, whatever collection ``kinds`` is
             if kind.value not in subfolders:
                 continue
             for region in sorted(_children(client, bucket, f"{base}{kind.value}/")):
@@ -246,6 +342,8 @@ def plan_batches(
 
 def iter_range(client: Any, bucket: str, prefix: str, start_after: str | None, last_key: str | None) -> Iterator[SourceFile]:
     """The files of one key range, read from S3 page by page."""
+    from cloudtrail_mysql.files import SourceFile
+
     for item in _objects(client, bucket, prefix, start_after):
         if last_key is not None and item["Key"] > last_key:
             return

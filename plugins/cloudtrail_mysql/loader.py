@@ -1,9 +1,16 @@
-"""Load one CloudTrail file: decide whether to load it, read it, parse it, write it, note failures.
+"""Load CloudTrail files into MySQL: a two-stage pipeline, *prepare* then *commit*.
 
-The command-line loader and the Airflow operator both call ``load_file``; only how bytes are
-fetched (local disk, S3 through boto3 or S3Hook) differs between them.
+- Which files: a file not of the kinds asked for is skipped; the manifest is read once for all the
+  files (``ManifestSnapshot``): a file loaded with the same ETag is reported at once and never
+  fetched, a file it has no row for is *new* (its row is simply inserted).
+- *prepare* (no connection; a bounded pool of threads, ahead of each file's turn): fetch the bytes,
+  know a local file by its MD5, and parse it into LOAD DATA text (``prepare_file``). At most
+  ``read_ahead`` files (and about 64 MB) are fetched ahead, and at most one file per connection is
+  parsed at a time: an S3 GET waits tens of milliseconds, parsing holds the GIL.
+- *commit* (one thread per connection): the file's transaction (``MySqlWriter.load``), whose claim
+  of the file's manifest row is the authority on whether it is loaded, with retries.
 
-Errors come in three kinds:
+Results come in the order of the files. Errors come in three kinds:
 - a bad file (corrupt, not CloudTrail, S3 says it is gone): that file fails, named, and is recorded
   in the manifest; the other files go on;
 - a passing MySQL fault (deadlock, lock wait timeout, lost connection): the file's transaction was
@@ -19,63 +26,46 @@ import gc
 import hashlib
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection, Generic, Iterable, Iterator, Sequence, TypeVar
+from typing import Any
 
-from cloudtrail_mysql.records import (
-    CloudTrailFileError, DigestFile, FileKind, Limits, RecordsOnDemand, RowBuilder, classify, read_records,
+from cloudtrail_mysql.files import FileResult, SourceFile
+from cloudtrail_mysql.front import DEFAULT_KINDS
+from cloudtrail_mysql.layout import FileKind, classify
+from cloudtrail_mysql.manifest import ManifestSnapshot
+from cloudtrail_mysql.mysql_errors import (
+    ConnectionLost,
+    LoadDataUnavailable,
+    MySqlError,
+    MySqlSetupError,
+    StatementTooLarge,
+    TransientMySqlError,
+    at_mysql,
+    describe_mysql_error,
+    setup_error,
 )
-from cloudtrail_mysql.writer import (
-    FileResult, LoadDataUnavailable, MySqlWriter, SourceFile, TsvRows, describe_mysql_error, mysql_error_code,
-)
+from cloudtrail_mysql.records import CloudTrailFileError, DigestFile, Limits, RecordsOnDemand, RowBuilder, read_records
+from cloudtrail_mysql.table import TsvRows
+from cloudtrail_mysql.writer import MySqlWriter
 
 __all__ = [
-    "DEFAULT_KINDS", "MySqlSetupError", "ReadAhead", "ReadFile", "load_file", "load_files", "read_file", "setup_error",
-    "wanted",
+    "ATTEMPTS", "DEFAULT_KINDS", "LOAD_AGAIN_HINT", "MySqlSetupError", "PreparedFile", "load_file", "load_files",
+    "prepare_file", "setup_error", "wanted",
 ]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KINDS: frozenset[FileKind] = frozenset({FileKind.LOG})
-
-# Lock wait timeout, deadlock; server gone away, lost connection, lost during query, can't connect.
-RETRYABLE_MYSQL_ERRORS = frozenset({1205, 1213, 2006, 2013, 2055, 2003, 2002, 1927, 1053})
-LOST_CONNECTION_ERRORS = frozenset({2006, 2013, 2055, 2003, 2002, 1927, 1053})
-# Access denied (user, database), unknown database, command or column denied, read-only server.
-SETUP_MYSQL_ERRORS = {
-    1045: "the MySQL user or password is wrong",
-    1044: "the MySQL user lacks a privilege on this database (see the README's grants)",
-    1049: "the database does not exist",
-    1142: "the MySQL user lacks a privilege on the table (see the README's grants)",
-    1143: "the MySQL user lacks a privilege on a column (see the README's grants)",
-    1227: "the MySQL user lacks a privilege (see the README's grants)",
-    1290: "the MySQL server is read-only",
-    1836: "the MySQL server is read-only",
-}
-# Statements refused for their size: no retry can help, the server's setting or the file must change.
-PACKET_TOO_LARGE_ERRORS = frozenset({1153, 1301})
 ATTEMPTS = 5
+# Bytes (by their listed sizes) that may be fetched ahead of the file being committed.
+PREPARE_AHEAD_BYTES = 64 * 1024 * 1024
 # What a failed file's message says when the MySQL server could not be reached in time.
 LOAD_AGAIN_HINT = "the file was not loaded; load again once the MySQL server is back (files already loaded are skipped)"
-
-
-class MySqlSetupError(RuntimeError):
-    """MySQL refused the loader in a way no retry can fix; the message says what to fix."""
-
-
-def setup_error(exc: BaseException, doing: str = "") -> MySqlSetupError | None:
-    """The refusal no retry can fix, said plainly, if ``exc`` is one; else None."""
-    code = mysql_error_code(exc)
-    if code not in SETUP_MYSQL_ERRORS:
-        return None
-    prefix = f"{doing}: " if doing else ""
-    return MySqlSetupError(f"{prefix}{SETUP_MYSQL_ERRORS[code]}: MySQL said {exc.args[-1]}")
 
 
 def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[bool, str]:
@@ -86,19 +76,6 @@ def wanted(location: str, kinds: Collection[FileKind] = DEFAULT_KINDS) -> tuple[
     if kind is FileKind.OTHER:
         return False, "not a CloudTrail log file (by its name and folder)"
     return False, f"{kind.value} file"
-
-
-def load_file(
-    source: SourceFile,
-    fetch: Callable[[SourceFile], bytes],
-    writer: MySqlWriter,
-    kinds: Collection[FileKind] = DEFAULT_KINDS,
-    check_manifest: bool = True,
-    attempts: int = ATTEMPTS,
-) -> FileResult:
-    """Load one file whole or not at all; a bad file is returned as failed, never raised."""
-    with _no_cyclic_gc():
-        return _load_file(source, lambda s: read_file(s, fetch), writer, kinds, check_manifest, attempts)
 
 
 @contextmanager
@@ -114,10 +91,11 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+# -- prepare ---------------------------------------------------------------------------------------
 @dataclass
-class ReadFile:
-    """A file as read for loading: its source (with, for a local file, the MD5 of its content as
-    ETag), its bytes and, when written ahead for LOAD DATA, its rows as TSV. ``close`` when done."""
+class PreparedFile:
+    """A file ready for its transaction: its source (with, for a local file, the MD5 of its content as
+    ETag), its bytes and, when parsed ahead for LOAD DATA, its rows as TSV. ``close`` when done."""
 
     source: SourceFile
     data: bytes
@@ -128,97 +106,105 @@ class ReadFile:
             self.tsv.close()
 
 
-def read_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None = None) -> ReadFile:
-    """Fetch a file and, given a ``builder``, parse it and write its rows as TSV: the part of
-    loading that needs no connection, so it can run ahead of the file's turn."""
+def prepare_file(source: SourceFile, fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None = None) -> PreparedFile:
+    """Fetch a file and, given a ``builder``, parse it and write its rows as LOAD DATA text: the part
+    of loading that needs no connection, so it can run ahead of the file's turn."""
     data = fetch(source)
     if source.etag is None:
-        # Known by its content only once read (local files): its MD5, which is also the ETag
+        # Known by its content only once fetched (local files): its MD5, which is also the ETag
         # S3 gives a file uploaded whole, so a changed file of the same size is seen.
         source = replace(source, etag=hashlib.md5(data, usedforsecurity=False).hexdigest())
-    read = ReadFile(source, data)
+    prepared = PreparedFile(source, data)
     if builder is not None:
-        read.tsv = TsvRows(builder, read_records(data, source.location, builder.limits), source.location)
-    return read
+        prepared.tsv = TsvRows(builder, read_records(data, source.location, builder.limits), source.location)
+    return prepared
 
 
-T = TypeVar("T")
+@dataclass(eq=False)
+class _Job:
+    """A file to commit: ``new`` if the manifest had no row for it; ``compare`` if it had rows but
+    the file has no ETag yet (a local file): then its MD5, once fetched, is compared with them."""
+
+    source: SourceFile
+    new: bool
+    compare: bool
+    parse_ahead: bool
+    snapshot: ManifestSnapshot
+    result: Future[FileResult]
 
 
-class ReadAhead(Generic[T]):
-    """A fetch function that reads the next files ahead, in threads, while earlier ones are
-    parsed and written: an S3 GET waits tens of milliseconds, which file after file would
-    otherwise be waited for one by one. The same serves to parse files ahead (``read_file``)
-    while the server loads an earlier one.
-
-    Files are read in the order given, at most ``files`` (and about ``max_bytes`` by their
-    listed sizes) ahead of the one being loaded. A file asked for again (a retry) or out of
-    turn is read directly. ``close`` stops what is still pending. What was read ahead and then
-    not asked for is passed to ``discard`` (to remove temporary files).
-    """
+class _PrepareStage:
+    """``prepare_file`` for the jobs, in order, on a bounded pool ahead of the commit stage: at most
+    ``files`` ahead (and about PREPARE_AHEAD_BYTES by listed sizes), at most ``parsers`` parsing at
+    once. A job not prepared ahead (``files`` 0) is prepared when the commit stage takes it."""
 
     def __init__(
-        self, sources: Sequence[SourceFile], fetch: Callable[[SourceFile], T], files: int = 8,
-        max_bytes: int = 64 * 1024 * 1024, discard: Callable[[T], None] | None = None,
+        self, jobs: Sequence[_Job], fetch: Callable[[SourceFile], bytes], builder: RowBuilder | None, files: int,
+        parsers: int, use_tsv: Callable[[], bool] = lambda: True,
     ) -> None:
         self._fetch = fetch
-        self._files = max(1, files)
-        self._max_bytes = max_bytes
-        self._discard = discard
-        self._upcoming: deque[SourceFile] = deque(sources)
-        self._pending: dict[str, tuple[Future[T], int]] = {}
+        self._builder = builder
+        self._use_tsv = use_tsv
+        self._files = files
+        self._parse_slots = threading.BoundedSemaphore(max(1, parsers))
+        self._upcoming: deque[_Job] = deque(jobs if files > 0 else ())
+        self._pending: dict[int, tuple[Future[PreparedFile], int]] = {}
         self._pending_bytes = 0
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(self._files, thread_name_prefix="cloudtrail-read-ahead")
+        self._pool = ThreadPoolExecutor(files, thread_name_prefix="cloudtrail-prepare") if files > 0 else None
         with self._lock:
             self._top_up()
 
     def _top_up(self) -> None:
-        while self._upcoming and len(self._pending) < self._files and (
-            not self._pending or self._pending_bytes < self._max_bytes
+        while self._pool is not None and self._upcoming and len(self._pending) < self._files and (
+            not self._pending or self._pending_bytes < PREPARE_AHEAD_BYTES
         ):
-            source = self._upcoming.popleft()
-            size = source.size or 0
-            self._pending[source.location] = (self._pool.submit(self._fetch, source), size)
+            job = self._upcoming.popleft()
+            size = job.source.size or 0
+            self._pending[id(job)] = (self._pool.submit(self._prepare, job), size)
             self._pending_bytes += size
 
-    def __call__(self, source: SourceFile) -> T:
+    def _prepare(self, job: _Job) -> PreparedFile:
+        if self._builder is None or not job.parse_ahead or not self._use_tsv():
+            return prepare_file(job.source, self._fetch)
+        data = self._fetch(job.source)  # many fetches at once: each waits for S3, not for the GIL
+        with self._parse_slots:
+            return prepare_file(job.source, lambda _: data, self._builder)
+
+    def take(self, job: _Job) -> PreparedFile:
+        """The job's prepared file: prepared ahead, else now (fetched only: parsed in its transaction)."""
         with self._lock:
-            ahead = self._pending.pop(source.location, None)
+            ahead = self._pending.pop(id(job), None)
             if ahead is not None:
                 self._pending_bytes -= ahead[1]
                 self._top_up()
+            elif self._upcoming:
+                try:  # more connections than files ahead: its turn came first, prepared here, not twice
+                    self._upcoming.remove(job)
+                except ValueError:
+                    pass
         if ahead is None:
-            return self._fetch(source)
+            return prepare_file(job.source, self._fetch)
         return ahead[0].result()
 
-    def done(self, location: str) -> None:
-        """The file is dealt with: a read ahead that it never asked for (already loaded) goes."""
-        with self._lock:
-            ahead = self._pending.pop(location, None)
-            if ahead is None:
-                return
-            self._pending_bytes -= ahead[1]
-            self._top_up()
-        self._drop(ahead[0])
-
-    def _drop(self, future: Future[T]) -> None:
-        if not future.cancel() and self._discard is not None:
-            future.add_done_callback(self._discard_result)
-
-    def _discard_result(self, future: Future[T]) -> None:
-        if not future.cancelled() and future.exception() is None and self._discard is not None:
-            self._discard(future.result())
-
     def close(self) -> None:
+        """Stop what is still pending; what was prepared and never taken is closed."""
         with self._lock:
             self._upcoming.clear()
             pending, self._pending = self._pending, {}
         for future, _ in pending.values():
-            self._drop(future)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            if not future.cancel():
+                future.add_done_callback(_close_prepared)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _close_prepared(future: Future[PreparedFile]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+# -- the pipeline ----------------------------------------------------------------------------------
 def load_files(
     sources: Sequence[SourceFile],
     fetch: Callable[[SourceFile], bytes],
@@ -228,80 +214,105 @@ def load_files(
     read_ahead: int = 0,
     parse_ahead: bool = True,
 ) -> Iterator[FileResult]:
-    """``load_file`` for each source, one thread per writer (each with its own connection).
+    """Each file's result, in the order of ``sources``: prepared ahead, committed one thread per writer
+    (each with its own connection).
 
     Parsing holds the GIL but MySQL's work does not, so the server and the parser overlap. With
-    ``parse_ahead``, each file never seen is also read, parsed and written as LOAD DATA text ahead
-    of its turn, one per writer, in threads (``read_file``), while the writers' connections load
-    earlier files: worth a core of its own (a remote server, or fewer workers than cores), a few
-    per cent of CPU lost where the server already has every core busy.
-    With ``check_manifest`` the manifest is read once for all the files to load (``manifest_state``):
-    a file loaded with the same ETag is reported at once and never read, a file never seen is
-    loaded without a check of its own, and only the others are checked one by one (before they
-    are parsed, so that a folder loaded again is not parsed again).
-    With ``read_ahead``, that many files are fetched ahead (``ReadAhead``; for S3).
-    A ``MySqlSetupError`` stops the rest; results come in the order of ``sources``.
+    ``parse_ahead``, each file to load is parsed and written as LOAD DATA text ahead of its turn,
+    one per writer, while the writers' connections load earlier files: worth a core of its own (a
+    remote server, or fewer workers than cores), a few per cent of CPU lost where the server
+    already has every core busy; off, each file is parsed in its transaction. ``read_ahead``: files
+    fetched ahead of their turn (for S3). Without ``check_manifest`` every file is taken as new.
+    A ``MySqlSetupError`` stops the rest.
     """
-    loadable = [source for source in sources if wanted(source.location, kinds)[0]]
-    done, seen = _manifest_state(writers[0], loadable) if check_manifest else (set(), set())
-    to_read = [source for source in loadable if source.location not in done]
-    fetched = ReadAhead(to_read, fetch, read_ahead) if read_ahead > 0 and to_read else None
-    fetch_one = fetched or fetch
-    builder = _tsv_builder(writers[0]) if to_read and parse_ahead else None
-    fresh = [source for source in to_read if source.location not in seen]
+    with _no_cyclic_gc():
+        loadable = [source for source in sources if wanted(source.location, kinds)[0]]
+        snapshot = _snapshot(writers[0], loadable) if check_manifest and loadable else ManifestSnapshot()
+        planned = _plan(sources, kinds, snapshot, parse_ahead)
+        jobs = [entry for entry in planned if isinstance(entry, _Job)]
+        builder = _tsv_builder(writers[0]) if parse_ahead and jobs else None
+        parsers = len(writers) if builder is not None else 0
+        prepare = _PrepareStage(
+            jobs, fetch, builder, max(read_ahead, parsers) if jobs else 0, parsers,
+            use_tsv=lambda: writers[0].method != "insert",  # not once auto has fallen back to INSERTs
+        )
 
-    def read_ahead_of_turn(source: SourceFile) -> ReadFile:
-        return read_file(source, fetch_one, builder if writers[0].method != "insert" else None)
+        def commit(job: _Job, writer: MySqlWriter) -> FileResult:
+            return _commit(job, writer, prepare.take, ATTEMPTS)
 
-    parsed = (
-        ReadAhead(fresh, read_ahead_of_turn, len(writers), discard=ReadFile.close)
-        if builder is not None and fresh else None
-    )
-    ahead_of_turn = {source.location for source in fresh}
-
-    def read(source: SourceFile) -> ReadFile:
-        if parsed is not None and source.location in ahead_of_turn:
-            return parsed(source)
-        return read_file(source, fetch_one)
-
-    def load(source: SourceFile, writer: MySqlWriter) -> FileResult:
-        if source.location in done:
-            return FileResult(source.location, "already_loaded", detail="in the manifest")
-        return _load_file(source, read, writer, kinds, source.location in seen, ATTEMPTS)
-
-    try:
-        with _no_cyclic_gc():
-            for result in _in_threads(sources, load, writers):
-                for ahead in (parsed, fetched):
-                    if ahead is not None:
-                        ahead.done(result.location)
-                yield result
-    finally:
-        for ahead in (parsed, fetched):
-            if ahead is not None:
-                ahead.close()
-        for writer in writers:
-            if writer.unrecorded_failures:
-                if writer.unreachable_since is not None:
-                    _reconnect(writer)
-                _record_unrecorded(writer)
+        try:
+            committing = _commit_stage(jobs, writers, commit)
+            try:
+                for entry in planned:
+                    if isinstance(entry, _Job):
+                        next(committing)  # committed in order: this job's result is set
+                        yield entry.result.result()
+                    else:
+                        yield entry
+            finally:
+                committing.close()
+        finally:
+            prepare.close()
+            for writer in writers:
+                if writer.unrecorded_failures:
+                    if writer.unreachable_since is not None:
+                        _reconnect(writer)
+                    _record_unrecorded(writer)
 
 
-def _manifest_state(writer: MySqlWriter, sources: Sequence[SourceFile]) -> tuple[set[str], set[str]]:
-    """``writer.manifest_state``; with the server lost, no file is taken as loaded or as new:
-    each is checked in its own turn, with its own retries."""
-    try:
-        return writer.manifest_state(sources)
-    except Exception as exc:
-        if mysql_error_code(exc) not in LOST_CONNECTION_ERRORS:
-            raise
-        log.warning("reading the manifest: %s; each file is checked in its turn", describe_mysql_error(exc))
-        _wait_for_server(writer)
-        return set(), {source.location for source in sources}
+def load_file(
+    source: SourceFile,
+    fetch: Callable[[SourceFile], bytes],
+    writer: MySqlWriter,
+    kinds: Collection[FileKind] = DEFAULT_KINDS,
+    check_manifest: bool = True,
+    attempts: int = ATTEMPTS,
+) -> FileResult:
+    """Load one file whole or not at all; a bad file is returned as failed, never raised."""
+    with _no_cyclic_gc():
+        snapshot = _snapshot(writer, [source]) if check_manifest and wanted(source.location, kinds)[0] else ManifestSnapshot()
+        (entry,) = _plan([source], kinds, snapshot, parse_ahead=False)
+        if not isinstance(entry, _Job):
+            return entry
+        return _commit(entry, writer, lambda job: prepare_file(job.source, fetch), attempts)
+
+
+def _plan(
+    sources: Sequence[SourceFile], kinds: Collection[FileKind], snapshot: ManifestSnapshot, parse_ahead: bool
+) -> list[_Job | FileResult]:
+    """Each source's result known before it is fetched (skipped, already loaded), or its job."""
+    planned: list[_Job | FileResult] = []
+    for source in sources:
+        is_wanted, why = wanted(source.location, kinds)
+        if not is_wanted:
+            planned.append(FileResult(source.location, "skipped", detail=why))
+        elif snapshot.is_loaded(source):
+            planned.append(FileResult(source.location, "already_loaded", detail="in the manifest"))
+        else:
+            compare = source.etag is None and not snapshot.is_new(source)
+            # A file that may turn out loaded once its MD5 is known is not parsed before it is.
+            planned.append(_Job(source, snapshot.is_new(source), compare, parse_ahead and not compare, snapshot, Future()))
+    return planned
+
+
+def _snapshot(writer: MySqlWriter, sources: Sequence[SourceFile]) -> ManifestSnapshot:
+    """The manifest's rows for ``sources``; with the server lost, once more after reconnecting, else
+    nothing known (each file's claim then decides, with its own retries)."""
+    for attempt in (1, 2):
+        try:
+            with at_mysql():
+                return writer.manifest.snapshot(writer.conn, sources)
+        except ConnectionLost as exc:
+            log.warning("reading the manifest: %s", describe_mysql_error(exc))
+            answers, _ = _wait_for_server(writer)
+            if not answers or attempt == 2:
+                log.warning("the manifest could not be read; each file's claim decides whether it is loaded")
+                return ManifestSnapshot(complete=False)
+    raise AssertionError("unreachable")
 
 
 def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
-    """The writer's row builder, for writing files as TSV ahead of their turn (None for INSERTs,
+    """The table's row builder, for writing files as TSV ahead of their turn (None for INSERTs,
     or if the table cannot be read now: each file then says why when its turn comes)."""
     if writer.method == "insert":
         return None
@@ -311,45 +322,56 @@ def _tsv_builder(writer: MySqlWriter) -> RowBuilder | None:
         return None
 
 
-def _in_threads(
-    sources: Sequence[SourceFile], load: Callable[[SourceFile, MySqlWriter], FileResult], writers: Sequence[MySqlWriter]
-) -> Iterator[FileResult]:
-    """``load`` for each source, in order, on as many threads as there are writers."""
-    if len(writers) <= 1 or len(sources) <= 1:
-        for source in sources:
-            yield load(source, writers[0])
+def _commit_stage(
+    jobs: Sequence[_Job], writers: Sequence[MySqlWriter], commit: Callable[[_Job, MySqlWriter], FileResult]
+) -> Generator[None, None, None]:
+    """Commit the jobs in order, one thread per writer, setting each job's result; yields once per job,
+    when the next job in order has its result. After an exception no new job is started."""
+    if len(writers) <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            try:
+                job.result.set_result(commit(job, writers[0]))
+            except BaseException as exc:
+                job.result.set_exception(exc)
+            yield
         return
-    free: queue.SimpleQueue[MySqlWriter] = queue.SimpleQueue()
-    for writer in writers:
-        free.put(writer)
+    upcoming = deque(jobs)
+    stop = threading.Event()
 
-    def load_with_a_free_writer(source: SourceFile) -> FileResult:
-        writer = free.get()
-        try:
-            return load(source, writer)
-        finally:
-            free.put(writer)
+    def committer(writer: MySqlWriter) -> None:
+        while not stop.is_set():
+            try:
+                job = upcoming.popleft()
+            except IndexError:
+                return
+            try:
+                job.result.set_result(commit(job, writer))
+            except BaseException as exc:  # noqa: BLE001 - raised to the caller in the job's turn
+                stop.set()
+                job.result.set_exception(exc)
 
-    pool = ThreadPoolExecutor(len(writers), thread_name_prefix="cloudtrail-load")
+    threads = [
+        threading.Thread(target=committer, args=(writer,), name=f"cloudtrail-commit-{n}", daemon=True)
+        for n, writer in enumerate(writers[: len(jobs)])
+    ]
+    for thread in threads:
+        thread.start()
     try:
-        yield from pool.map(load_with_a_free_writer, sources)
+        for job in jobs:
+            job.result.exception()  # waits for it
+            yield
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
-def _load_file(
-    source: SourceFile,
-    read: Callable[[SourceFile], ReadFile],
-    writer: MySqlWriter,
-    kinds: Collection[FileKind],
-    check_manifest: bool,
-    attempts: int,
-) -> FileResult:
-    is_wanted, why = wanted(source.location, kinds)
-    if not is_wanted:
-        return FileResult(source.location, "skipped", detail=why)
+# -- commit one file -------------------------------------------------------------------------------
+def _commit(job: _Job, writer: MySqlWriter, take: Callable[[_Job], PreparedFile], attempts: int) -> FileResult:
+    """One file's transaction with its retries; a bad file is returned as failed, a refusal raised."""
+    source = job.source
     started = time.monotonic()
-    file: ReadFile | None = None
+    prepared: PreparedFile | None = None
     records: Iterable[dict[str, Any]] | None = None  # a list, or a re-iterable stream for large files
     reconnects = 0  # attempts to reconnect while loading this file
     lost = 0  # times the connection was lost while loading it
@@ -363,19 +385,19 @@ def _load_file(
     try:
         for attempt in itertools.count(1):
             try:
-                if file is None:
-                    file = read(source)
-                    source = file.source
-                if check_manifest and writer.loaded([source]):
+                if prepared is None:
+                    prepared = take(job)
+                    source = prepared.source
+                if job.compare and _same_as_snapshot(job, source, writer):
                     result = FileResult(source.location, "already_loaded", detail="in the manifest")
-                elif file.tsv is not None:
+                elif prepared.tsv is not None:
                     result = writer.load(
-                        source, RecordsOnDemand(file.data, source.location, writer.limits), file.tsv, new=not check_manifest
+                        source, RecordsOnDemand(prepared.data, source.location, writer.limits), prepared.tsv, new=job.new
                     )
                 else:
                     if records is None:
-                        records = read_records(file.data, source.location, writer.limits)
-                    result = writer.load(source, records, new=not check_manifest)
+                        records = read_records(prepared.data, source.location, writer.limits)
+                    result = writer.load(source, records, new=job.new)
                 writer.unreachable_since = None
                 return result
             except DigestFile:
@@ -386,39 +408,57 @@ def _load_file(
                 raise MySqlSetupError(
                     f"LOAD DATA LOCAL INFILE is refused ({exc}); load with the method auto or insert"
                 ) from None
-            except Exception as exc:  # noqa: BLE001 - sorted below by what can be done about it
-                refusal = setup_error(exc)
-                if refusal is not None:
-                    raise refusal from None
-                code = mysql_error_code(exc)
-                if code in PACKET_TOO_LARGE_ERRORS:
+            except MySqlSetupError:
+                raise
+            except StatementTooLarge as exc:
+                return _failed(writer, source, (
+                    f"{source.location}: {describe_mysql_error(exc)}; raise max_allowed_packet on the server, "
+                    f"or lower the largest record loaded ({Limits.RECORD_HINT})"
+                ), started)
+            except ConnectionLost as exc:
+                log.warning("%s: %s; reconnecting to load it again", source.location, describe_mysql_error(exc))
+                lost += 1
+                if lost > attempts:  # the server answers again each time, yet drops this file's load
                     return _failed(writer, source, (
-                        f"{source.location}: {describe_mysql_error(exc)}; raise max_allowed_packet on the server, "
-                        f"or lower the largest record loaded ({Limits.RECORD_HINT})"
+                        f"{source.location}: {describe_mysql_error(exc)} while loading, {lost} times, though "
+                        "the server answered again each time: a statement it refuses can do that (its "
+                        f"max_allowed_packet, or a lower {Limits.RECORD_HINT})"
                     ), started)
-                if code in LOST_CONNECTION_ERRORS:
-                    log.warning("%s: %s; reconnecting to load it again", source.location, describe_mysql_error(exc))
-                    lost += 1
-                    if lost > attempts:  # the server answers again each time, yet drops this file's load
-                        return _failed(writer, source, (
-                            f"{source.location}: {describe_mysql_error(exc)} while loading, {lost} times, though "
-                            "the server answered again each time: a statement it refuses can do that (its "
-                            f"max_allowed_packet, or a lower {Limits.RECORD_HINT})"
-                        ), started)
-                    answers, tries = _wait_for_server(writer)
-                    reconnects += tries
-                    if answers:
-                        continue
-                    return _failed(writer, source, _outage_message(source, writer, reconnects, exc), started)
-                if code in RETRYABLE_MYSQL_ERRORS and attempt < attempts:
+                answers, tries = _wait_for_server(writer)
+                reconnects += tries
+                if answers:
+                    continue
+                return _failed(writer, source, _outage_message(source, writer, reconnects, exc), started)
+            except TransientMySqlError as exc:
+                if attempt < attempts:
                     log.warning("%s: %s; loading it again (%d/%d)", source.location, exc, attempt, attempts - 1)
                     time.sleep(min(0.2 * 2**attempt, 5.0))
                     continue
-                return _failed(writer, source, f"{source.location}: {type(exc).__name__}: {exc}", started)
+                return _failed(writer, source, _unexpected(source, exc), started)
+            except Exception as exc:  # noqa: BLE001 - fetching (S3, disk) or anything unforeseen: the file fails
+                refusal = setup_error(exc)
+                if refusal is not None:
+                    raise refusal from None
+                return _failed(writer, source, _unexpected(source, exc), started)
         raise AssertionError("unreachable")
     finally:
-        if file is not None:
-            file.close()
+        if prepared is not None:
+            prepared.close()
+
+
+def _same_as_snapshot(job: _Job, source: SourceFile, writer: MySqlWriter) -> bool:
+    """Whether a local file, now known by its MD5, is loaded with this content: by the manifest's rows
+    as read at the start, or, if they could not be read, by asking the manifest now."""
+    if job.snapshot.complete:
+        return job.snapshot.is_loaded(source)
+    with at_mysql():
+        return bool(writer.loaded([source]))
+
+
+def _unexpected(source: SourceFile, exc: BaseException) -> str:
+    """A failure no branch above explains: the driver's or the fetch's own words."""
+    cause = exc.cause if isinstance(exc, MySqlError) else exc
+    return f"{source.location}: {type(cause).__name__}: {cause}"
 
 
 def _wait_for_server(writer: MySqlWriter) -> tuple[bool, int]:

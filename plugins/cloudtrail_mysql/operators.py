@@ -7,15 +7,13 @@ core functions the command-line loader uses.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from cloudtrail_mysql.compat import AirflowException, AirflowFailException, BaseOperator, BaseOperatorLink
-from cloudtrail_mysql.loader import DEFAULT_KINDS, MySqlSetupError, load_files
+from cloudtrail_mysql.front import LoadOptions, LoadSummary, open_writers, run_load
+from cloudtrail_mysql.mysql_errors import MySqlSetupError
 from cloudtrail_mysql.partitions import NotPartitioned
-from cloudtrail_mysql.records import FileKind, Limits
 from cloudtrail_mysql.sql import validate_identifier, validate_table_name
-from cloudtrail_mysql.writer import MySqlWriter, SourceFile
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -24,17 +22,14 @@ if TYPE_CHECKING:
 class CloudTrailToMySqlOperator(BaseOperator):
     """Load CloudTrail log files from S3 into a MySQL table, each file whole or not at all.
 
-    Give ``keys`` (a list of S3 keys), ``ranges`` (key ranges as planned by
-    ``cloudtrail_mysql.layout.plan_batches``: dicts of prefix, start_after, last_key), or one
-    range: the keys within ``prefix`` after ``start_after`` up to and including ``last_key``
-    (None: to the end). Files already loaded (the manifest table) are skipped,
+    The files are given as ``ranges``, key ranges as planned by ``cloudtrail_mysql.layout.plan_batches``
+    (what the daily DAG maps): dicts of prefix, start_after and last_key, the keys within prefix after
+    start_after up to and including last_key (None: to the end). Files already loaded (the manifest table) are skipped,
     so retries and reruns never duplicate rows. A bad file does not stop the others: the task
     loads everything it can, then fails naming every file that could not be loaded.
 
     :param bucket: the S3 bucket holding the CloudTrail files
-    :param keys: explicit keys to load
     :param ranges: key ranges to load, each a dict with prefix, start_after and last_key
-    :param prefix: a folder of keys to load (with start_after/last_key for a part of it)
     :param table: the logs table (validated identifier); created if missing
     :param aws_conn_id: Airflow connection for S3 (``endpoint_url`` in its extra for MinIO and tests)
     :param mysql_conn_id: Airflow connection for MySQL
@@ -58,8 +53,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "bucket", "keys", "ranges", "prefix", "start_after", "last_key", "table", "aws_conn_id", "mysql_conn_id",
-        "parallel_files",
+        "bucket", "ranges", "table", "aws_conn_id", "mysql_conn_id", "parallel_files",
     )
     ui_color = "#f9c915"
 
@@ -67,11 +61,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self,
         *,
         bucket: str,
-        keys: list[str] | None = None,
-        ranges: list[dict[str, Any]] | None = None,
-        prefix: str | None = None,
-        start_after: str | None = None,
-        last_key: str | None = None,
+        ranges: list[dict[str, Any]],
         table: str = "logs",
         aws_conn_id: str | None = "aws_default",
         mysql_conn_id: str = "mysql_default",
@@ -88,11 +78,7 @@ class CloudTrailToMySqlOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.bucket = bucket
-        self.keys = keys
         self.ranges = ranges
-        self.prefix = prefix
-        self.start_after = start_after
-        self.last_key = last_key
         self.table = table
         self.aws_conn_id = aws_conn_id
         self.mysql_conn_id = mysql_conn_id
@@ -106,60 +92,45 @@ class CloudTrailToMySqlOperator(BaseOperator):
         self.max_record_bytes = max_record_bytes
         self.retry_seconds = retry_seconds
 
-    def _sources(self, client: Any) -> list[SourceFile]:
-        from cloudtrail_mysql.layout import iter_batch, iter_range
-
-        if self.keys is not None:
-            return [SourceFile(f"s3://{self.bucket}/{key}") for key in self.keys]
-        if self.ranges is not None:
-            return list(iter_batch(client, self.bucket, self.ranges))
-        if self.prefix is None:
-            raise AirflowException("give keys, ranges or prefix")
-        return list(iter_range(client, self.bucket, self.prefix, self.start_after or None, self.last_key or None))
-
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mysql.hooks.mysql import MySqlHook
 
+        from cloudtrail_mysql.layout import iter_batch
         from cloudtrail_mysql.sources import fetch
 
-        table = validate_table_name(self.table)
+        options = LoadOptions.from_flags(
+            table=self.table,
+            include_insight=self.include_insight,
+            include_network_activity=self.include_network_activity,
+            method=self.load_method,
+            parse_ahead=self.parse_ahead,
+            read_ahead=int(self.read_ahead_files),
+            max_file_bytes=self.max_file_bytes,
+            max_record_bytes=self.max_record_bytes,
+            retry_seconds=self.retry_seconds,
+        )
         client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         # local_infile lets the writer use LOAD DATA LOCAL INFILE where the server allows it.
         hook = MySqlHook(mysql_conn_id=self.mysql_conn_id, local_infile=self.load_method != "insert")
-        kinds = set(DEFAULT_KINDS) | ({FileKind.INSIGHT} if self.include_insight else set())
-        kinds |= {FileKind.NETWORK_ACTIVITY} if self.include_network_activity else set()
-        started = time.monotonic()
-        counts = {"loaded": 0, "already_loaded": 0, "skipped": 0, "failed": 0}
-        rows = 0
-        failed: list[str] = []
-        writers: list[MySqlWriter] = []
-        limits = Limits.from_env(self.max_file_bytes, self.max_record_bytes)
+        summary = LoadSummary()
+        writers: list[Any] = []
 
         def connect() -> Any:
             return _connect_with_timeouts(hook)
 
-        def new_writer() -> MySqlWriter:
-            return MySqlWriter(
-                connect(), table, connect=connect, method=self.load_method, limits=limits, retry_seconds=self.retry_seconds
-            )
-
         try:
-            writers.append(new_writer())
+            writers.extend(open_writers(connect, options))
             writers[0].ensure_schema()
-            sources = self._sources(client)
-            self.log.info("%d files to load into %s", len(sources), table)
+            sources = list(iter_batch(client, self.bucket, self.ranges))
+            summary.files = len(sources)
+            self.log.info("%d files to load into %s", len(sources), options.table)
             # The hook caches its Airflow connection, so the threads' reconnects only dial MySQL.
-            for _ in range(min(max(1, int(self.parallel_files)), len(sources)) - 1):
-                writers.append(new_writer())
-            for result in load_files(
-                sources, lambda s: fetch(s, client), writers, kinds, read_ahead=int(self.read_ahead_files),
-                parse_ahead=self.parse_ahead,
-            ):
-                counts[result.status] += 1
-                rows += result.rows
+            if len(sources) > 1 and int(self.parallel_files) > 1:
+                count = min(int(self.parallel_files), len(sources)) - 1
+                writers.extend(open_writers(connect, options, count, writers[0].logs_table))
+            for result in summary.tally(run_load(sources, lambda s: fetch(s, client), writers, options)):
                 if result.status == "failed":
-                    failed.append(result.detail)
                     self.log.error("FAILED %s", result.detail)
                 elif result.status == "loaded":
                     self.log.info("%s: %d rows in %.2f s %s", result.location, result.rows, result.seconds, result.detail)
@@ -172,17 +143,13 @@ class CloudTrailToMySqlOperator(BaseOperator):
         finally:
             for writer in writers:
                 writer.conn.close()
-        seconds = time.monotonic() - started
-        self.log.info(
-            "batch: %d loaded, %d already loaded, %d skipped, %d failed; %d rows in %.1f s (%.0f rows/s)",
-            counts["loaded"], counts["already_loaded"], counts["skipped"], counts["failed"],
-            rows, seconds, rows / max(seconds, 1e-9),
-        )
-        if failed:
+        self.log.info("batch: %s", summary.finish().line())
+        if summary.failures:
             raise AirflowException(
-                f"{len(failed)} file(s) could not be loaded (the others were):\n" + "\n".join(failed)
+                f"{len(summary.failures)} file(s) could not be loaded (the others were):\n"
+                + "\n".join(failure.detail for failure in summary.failures)
             )
-        return {"files": len(sources), **counts, "rows": rows, "seconds": round(seconds, 3)}
+        return summary.as_dict()
 
     # -- OpenLineage (read by apache-airflow-providers-openlineage when it is installed) -----------
     def get_openlineage_facets_on_start(self) -> Any:
@@ -198,16 +165,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
         return self.get_openlineage_facets_on_start()
 
     def lineage_prefixes(self) -> list[str]:
-        """The S3 key prefixes this task reads: its ranges' folders, its prefix, or its keys' folders."""
-        ranges = getattr(self, "ranges", None)
-        keys = getattr(self, "keys", None)
-        if ranges:
-            prefixes = {str(r["prefix"]) for r in ranges}
-        elif getattr(self, "prefix", None):
-            prefixes = {str(self.prefix)}
-        else:
-            prefixes = {key.rsplit("/", 1)[0] + "/" if "/" in key else "" for key in keys or ()}
-        return sorted(prefixes)
+        """The S3 key prefixes this task reads: its ranges' folders, once each."""
+        return sorted({str(r["prefix"]) for r in self.ranges or ()})
 
     def lineage_table(self) -> dict[str, str]:
         """The logs table as an OpenLineage dataset's namespace and name (the MySQL provider's naming)."""

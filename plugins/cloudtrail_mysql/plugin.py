@@ -9,27 +9,12 @@ point (Airflow loads a plugin of the same name once).
 
 from __future__ import annotations
 
-from datetime import date, datetime
-
 from airflow.plugins_manager import AirflowPlugin
 
+from cloudtrail_mysql.layout import day_prefix
 from cloudtrail_mysql.operators import DayReportLink
 
-
-def day_prefix(
-    account: str,
-    region: str,
-    day: str | date | datetime,
-    key_prefix: str = "",
-    organization_id: str | None = None,
-    kind: str = "CloudTrail",
-) -> str:
-    """The S3 key prefix under which CloudTrail delivers one account's region's files for a day."""
-    if isinstance(day, str):
-        day = date.fromisoformat(day[:10])
-    base = f"{key_prefix.strip('/')}/" if key_prefix.strip("/") else ""
-    org = f"{organization_id}/" if organization_id else ""
-    return f"{base}AWSLogs/{org}{account}/{kind}/{region}/{day:%Y/%m/%d}/"
+__all__ = ["CloudTrailMySqlPlugin", "day_prefix"]
 
 
 class CloudTrailMySqlPlugin(AirflowPlugin):

@@ -2,7 +2,7 @@
 
 Plain Python, no Airflow and no database: the command-line loader and the Airflow operator both
 call this, and tests can run it alone. What columns exist, and how wide they are, is read from
-the table itself (see ``writer.table_columns``), so the SQL schema stays the one source of truth.
+the table itself (see ``table.LogsTable.columns``), so the SQL schema stays the one source of truth.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from enum import Enum
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import orjson
+
+from cloudtrail_mysql.layout import FileKind, classify, delivery_day, file_identity
 
 __all__ = [
     "CloudTrailFileError",
@@ -48,74 +49,6 @@ class CloudTrailFileError(ValueError):
 
 class DigestFile(CloudTrailFileError):
     """A CloudTrail digest file (integrity hashes, no events): skipped, never loaded."""
-
-
-class FileKind(str, Enum):
-    """What a key under AWSLogs/ holds, from its path; only LOG is loaded unless asked."""
-
-    LOG = "CloudTrail"
-    DIGEST = "CloudTrail-Digest"
-    INSIGHT = "CloudTrail-Insight"
-    NETWORK_ACTIVITY = "CloudTrail-NetworkActivity"
-    # 5-minute summaries of data events (timeWindow, summary), not events: never loaded.
-    AGGREGATED = "CloudTrail-Aggregated"
-    OTHER = "other"
-
-
-_KIND_BY_FOLDER = {kind.value.lower(): kind for kind in FileKind if kind is not FileKind.OTHER}
-# <account>_CloudTrail[-Kind]_<region>_<YYYYMMDDTHHMMZ>_<unique>.json.gz, as CloudTrail names its files.
-_CLOUDTRAIL_NAME = re.compile(r"^[^_/]+_(CloudTrail(?:-[A-Za-z]+)?)_[^/]+\.json(?:\.gz)?$", re.IGNORECASE)
-
-
-def classify(name: str) -> FileKind:
-    """Tell log files from digest, Insight, network-activity, aggregated and unrelated files, by
-    path alone.
-
-    CloudTrail's file name decides, else the nearest CloudTrail folder. Under ``AWSLogs/`` a
-    file in no CloudTrail folder belongs to another service sharing the bucket (AWS Config,
-    ...) or is a ``CloudTrail-*`` kind this loader does not know; a file named as CloudTrail
-    names an unknown kind is one too. All are OTHER: skipped, not failed.
-    """
-    lowered = name.lower()
-    if not (lowered.endswith(".json.gz") or lowered.endswith(".json")):
-        return FileKind.OTHER
-    parts = name.replace("\\", "/").split("/")
-    match = _CLOUDTRAIL_NAME.match(parts[-1])
-    if match:
-        return _KIND_BY_FOLDER.get(match.group(1).lower(), FileKind.OTHER)
-    for folder in reversed(parts[:-1]):
-        folder = folder.lower()
-        if folder in _KIND_BY_FOLDER:
-            return _KIND_BY_FOLDER[folder]
-        if folder == "awslogs":
-            return FileKind.OTHER
-    # A .json(.gz) file outside CloudTrail's layout (e.g. a hand-made sample): its content decides.
-    return FileKind.LOG
-
-
-_DAY_IN_KEY = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/[^/]*$")
-
-
-def delivery_day(key: str) -> date | None:
-    """The YYYY/MM/DD folder of a CloudTrail key: the day CloudTrail delivered the file."""
-    match = _DAY_IN_KEY.search(key.replace("\\", "/"))
-    if not match:
-        return None
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None
-
-
-def file_identity(location: str) -> str:
-    """The name under which a file is remembered as loaded.
-
-    CloudTrail's file names carry account, region, time and a random id, so the same file
-    downloaded to a folder and read again from S3 is recognised as one; other files are known
-    by their full location.
-    """
-    base = location.replace("\\", "/").rsplit("/", 1)[-1]
-    return base if _CLOUDTRAIL_NAME.match(base) else location
 
 
 MiB = 1024 * 1024
@@ -716,7 +649,7 @@ class RowBuilder:
         # A row over max_row_bytes fails its file (row_limit_reason: what sets the limit, if not the option).
         self.max_row_bytes = max_row_bytes
         self.row_limit_reason = row_limit_reason
-        # The limits its files are read with (set by the writer; read_file reads ahead with them).
+        # The limits its files are read with (set by the table; prepare_file parses ahead with them).
         self.limits: Limits | None = None
         self.columns = tuple(columns)
         self.column_names = tuple(column.name for column in self.columns)

@@ -20,6 +20,8 @@ from typing import Any, Iterator, Sequence
 
 import orjson
 
+from cloudtrail_mysql.layout import FileKind, day_prefix, file_name
+
 __all__ = ["SampleFile", "day_files", "write_files", "DEFAULT_ACCOUNTS", "DEFAULT_REGIONS"]
 
 DEFAULT_ACCOUNTS = ("111122223333", "444455556666")
@@ -230,8 +232,6 @@ def day_files(
     per_stream = max(1, records // len(streams))
     count = files_per_region or max(1, min(288, per_stream // 20))
     start = datetime.combine(day, time(0, 0), tzinfo=timezone.utc)
-    base = f"{key_prefix.strip('/')}/" if key_prefix.strip("/") else ""
-    base += "AWSLogs/" + (f"{organization_id}/" if organization_id else "")
     produced = 0
     for stream_index, (account, region) in enumerate(streams):
         want = records - produced if stream_index == len(streams) - 1 else per_stream
@@ -248,16 +248,16 @@ def day_files(
                 key=lambda e: e["eventTime"],
             )
             stamp = delivered.strftime("%Y%m%dT%H%MZ")
-            folder = f"{base}{account}/CloudTrail/{region}/{day:%Y/%m/%d}/"
-            name = f"{account}_CloudTrail_{region}_{stamp}_{_unique_id(rng)}.json.gz"
+            folder = day_prefix(account, region, day, key_prefix, organization_id)
+            name = file_name(account, region, f"{stamp}_{_unique_id(rng)}")
             body = gzip.compress(orjson.dumps({"Records": events}), compresslevel=6, mtime=0)
             produced += n
             yield SampleFile(folder + name, body, n)
         if digests:
             for hour in range(0, 24, 6):
                 end = start + timedelta(hours=hour + 1)
-                folder = f"{base}{account}/CloudTrail-Digest/{region}/{day:%Y/%m/%d}/"
-                name = f"{account}_CloudTrail-Digest_{region}_management-trail_{region}_{end:%Y%m%dT%H%M%SZ}.json.gz"
+                folder = day_prefix(account, region, day, key_prefix, organization_id, FileKind.DIGEST.value)
+                name = file_name(account, region, f"management-trail_{region}_{end:%Y%m%dT%H%M%SZ}", FileKind.DIGEST.value)
                 digest = {
                     "awsAccountId": account,
                     "digestStartTime": _iso(end - timedelta(hours=1)),
@@ -268,8 +268,8 @@ def day_files(
                 }
                 yield SampleFile(folder + name, gzip.compress(orjson.dumps(digest), mtime=0), 0)
         if insight and stream_index == 0:
-            folder = f"{base}{account}/CloudTrail-Insight/{region}/{day:%Y/%m/%d}/"
-            name = f"{account}_CloudTrail-Insight_{region}_{start:%Y%m%dT%H%MZ}_{_unique_id(rng)}.json.gz"
+            folder = day_prefix(account, region, day, key_prefix, organization_id, FileKind.INSIGHT.value)
+            name = file_name(account, region, f"{start:%Y%m%dT%H%MZ}_{_unique_id(rng)}", FileKind.INSIGHT.value)
             insight_event = {
                 "eventVersion": "1.07",
                 "eventTime": _iso(start + timedelta(hours=3)),

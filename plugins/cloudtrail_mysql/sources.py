@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from cloudtrail_mysql.writer import SourceFile
+from cloudtrail_mysql.files import SourceFile
 
 __all__ = ["S3Location", "fetch", "iter_s3_objects", "list_sources", "parse_s3_uri", "s3_client"]
 
