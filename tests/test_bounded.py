@@ -204,13 +204,14 @@ def test_a_stalled_load_is_stopped_by_its_timeout_and_its_retry_loads_exactly_th
     finally:
         conn.close()
 
-    # The test holds a lock on the whole manifest: every file's claim waits for it, as on a stuck server.
+    # The test holds a lock on the whole (empty) logs table: every file's rows wait for it, as on a
+    # stuck server, while planning (which writes no rows) goes through.
     locker = mysql_db.connect()
     locker.autocommit(False)
     cursor = locker.cursor()
     cursor.execute("SELECT CONNECTION_ID()")
     ours = int(cursor.fetchone()[0])
-    cursor.execute("SELECT * FROM logs_files FOR UPDATE")
+    cursor.execute("SELECT * FROM logs FOR UPDATE")
 
     env = {**os.environ, **airflow_env, **_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
            "CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES": "0.1", "CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES": "0.05"}
