@@ -6,8 +6,8 @@ import os
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cloudtrail_mysql.compat import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
-from cloudtrail_mysql.operators import CloudTrailToMySqlOperator
+from cloudtrail_mysql.compat import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
+from cloudtrail_mysql.operators import CloudTrailDayReportOperator, CloudTrailToMySqlOperator, MySqlQueryOperator
 from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 
 DOC_MD = """
@@ -31,7 +31,8 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them;
    `publish_findings` updates the findings Asset when there are any; `apply_retention` keeps the last
    `retention_days` delivery days (0: all) and empties older ones whole; `report_day` logs the day's
-   totals.
+   totals and writes the HTML day report to `report_location` (S3 or any ObjectStoragePath URL;
+   empty: the worker's log folder), linked from its log and its **Day report** button.
 
 Files already loaded are skipped (manifest table `<table>_files`), so reruns, retries and backfills
 never duplicate rows, and a rerun picks up files that arrived late. To load one day by hand:
@@ -95,8 +96,39 @@ CLOUDTRAIL_SUMMARIES = Asset("x-cloudtrail-mysql://summaries/cloudtrail_daily")
 # alerting DAG can be scheduled on it: schedule=[CLOUDTRAIL_FINDINGS]. Clean days do not update it.
 CLOUDTRAIL_FINDINGS = Asset("x-cloudtrail-mysql://findings/cloudtrail_daily")
 
+# The same two moments as events of the real tables' Assets, mysql://<host>:<port>/<database>/<table>
+# (and <table>_findings), as the MySQL provider names them; which server and table is known only
+# when the run reads its connection, hence aliases. schedule=[Asset("mysql://db:3306/cloudtrail/logs")]
+# or schedule=[CLOUDTRAIL_TABLE] both work.
+CLOUDTRAIL_TABLE = AssetAlias("cloudtrail_daily_table")
+CLOUDTRAIL_FINDINGS_TABLE = AssetAlias("cloudtrail_daily_findings_table")
+
+# The trigger form's collapsed section for the params most runs leave alone.
+ADVANCED = "Advanced"
+
 # Mapped load tasks running at once across all runs of this DAG: MySQL's write path is the limit.
 MAX_PARALLEL_LOADS = int(os.environ.get("CLOUDTRAIL_MYSQL_PARALLEL_LOADS", "4"))
+
+
+def _minutes(variable: str, default: float) -> timedelta:
+    """A duration from the environment, in minutes (decimals allowed); read once, when the DAG is parsed."""
+    text = os.environ.get(variable, "").strip()
+    try:
+        minutes = float(text) if text else default
+    except ValueError:
+        raise ValueError(f"{variable}={text!r}: give a number of minutes") from None
+    if not 0 < minutes < float("inf"):
+        raise ValueError(f"{variable}={text!r}: give a number of minutes above 0")
+    return timedelta(minutes=minutes)
+
+
+# Bounded runtimes: a task that runs longer is stopped (and retried), a run that lasts longer fails.
+# A load task writes at most batch_megabytes of compressed files; a day of the largest trails takes
+# well under an hour per batch. The sensor waits up to 6 hours for the day's last deliveries.
+TASK_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_TASK_TIMEOUT_MINUTES", 60)
+LOAD_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES", 120)
+DAGRUN_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_DAGRUN_TIMEOUT_MINUTES", 12 * 60)
+RETRY_DELAY = _minutes("CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES", 2)
 
 with DAG(
     dag_id="cloudtrail_daily",
@@ -109,7 +141,10 @@ with DAG(
     max_active_runs=4,
     template_searchpath=[str(sql_dir())],
     tags=["cloudtrail", "mysql", "aws", "security"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": True},
+    dagrun_timeout=DAGRUN_TIMEOUT,
+    default_args={
+        "retries": 2, "retry_delay": RETRY_DELAY, "retry_exponential_backoff": True, "execution_timeout": TASK_TIMEOUT,
+    },
     params={
         "day": Param(None, type=["null", "string"], format="date", title="Day",
                      description="Delivery day to load (YYYY-MM-DD). Empty: the run's logical date."),
@@ -124,24 +159,43 @@ with DAG(
                          description="Only these regions (empty: every region found)."),
         "table": Param("logs", type="string", pattern=TABLE_NAME_PATTERN, title="Table",
                        description="MySQL table to load into; created with its manifest and summaries if missing."),
-        "batch_files": Param(500, type="integer", minimum=1, title="Files per batch"),
-        "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)"),
+        "batch_files": Param(500, type="integer", minimum=1, title="Files per batch", section=ADVANCED,
+                             description="Most files one load_batch task loads; the day is cut into batches "
+                             "of at most this many files (fewer, larger tasks when raised)."),
+        "batch_megabytes": Param(256, type="integer", minimum=1, title="Megabytes per batch (compressed)", section=ADVANCED,
+                                 description="Most compressed megabytes one load_batch task loads."),
         "parallel_files": Param(2, type="integer", minimum=1, maximum=16, title="Files at once per load task",
+                                section=ADVANCED,
                                 description="Each on its own MySQL connection: one is parsed while another is written."),
-        "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files"),
-        "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files"),
-        "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)"),
+        "include_insight": Param(False, type="boolean", title="Also load CloudTrail-Insight files", section=ADVANCED,
+                                 description="Insight events (unusual API activity) go into the same table."),
+        "include_network_activity": Param(False, type="boolean", title="Also load CloudTrail-NetworkActivity files",
+                                          section=ADVANCED,
+                                          description="VPC endpoint network activity events go into the same table."),
+        "delivery_delay_minutes": Param(30, type="integer", minimum=0, title="Wait after the day ends (minutes)",
+                                        section=ADVANCED,
+                                        description="plan_batches waits this long after midnight UTC for CloudTrail's "
+                                        "last deliveries of the day (no wait for past days)."),
         "retention_days": Param(
             int(os.environ.get("CLOUDTRAIL_MYSQL_RETENTION_DAYS", "0")), type="integer", minimum=0,
             title="Delivery days kept",
             description="After the load, keep only the last N delivery days (the day loaded counts as one); "
             "older days leave the table, the manifest and the summaries whole. 0: keep everything.",
         ),
-        "controls_file": Param(None, type=["null", "string"], title="More controls (file)",
+        "controls_file": Param(None, type=["null", "string"], title="More controls (file)", section=ADVANCED,
                                description="Absolute path of a JSON file of your own CloudWatch filter-pattern "
                                "controls, readable by the workers; added to the CIS controls CloudWatch.1-14."),
-        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id"),
-        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id"),
+        "report_location": Param(
+            os.environ.get("CLOUDTRAIL_MYSQL_REPORT_LOCATION") or None, type=["null", "string"],
+            title="Day report location",
+            description="Where report_day writes the HTML day report (<location>/<table>/<day>.html): "
+            "s3://bucket/prefix/ (with the AWS connection), or any ObjectStoragePath URL. "
+            "Empty: the worker's log folder (or CLOUDTRAIL_MYSQL_REPORT_DIR), which only that machine can open.",
+        ),
+        "aws_conn_id": Param("aws_default", type="string", title="AWS connection id", section=ADVANCED,
+                             description="Airflow connection to read the trail's bucket (and write an S3 day report)."),
+        "mysql_conn_id": Param("mysql_default", type="string", title="MySQL connection id", section=ADVANCED,
+                               description="Airflow connection to the MySQL database to load into."),
     },
 ) as dag:
 
@@ -160,12 +214,12 @@ with DAG(
         """
         from airflow.configuration import conf
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
         from botocore.exceptions import ClientError
 
         from cloudtrail_mysql.compat import AirflowFailException
         from cloudtrail_mysql.front import kinds_for
-        from cloudtrail_mysql.layout import NoCloudTrailLayout, day_folders
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+        from cloudtrail_mysql.layout import NoCloudTrailLayout, TooManyBatches, day_folders
         from cloudtrail_mysql.layout import plan_batches as cut_batches
         from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
@@ -181,7 +235,7 @@ with DAG(
             return PokeReturnValue(is_done=False)
 
         try:
-            conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+            conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
             try:
                 writer = MySqlWriter(conn, params["table"])
                 writer.ensure_schema()
@@ -212,12 +266,15 @@ with DAG(
             if code in _S3_REFUSALS:
                 raise AirflowFailException(f"S3 bucket {params['bucket']!r}: {_S3_REFUSALS[code]} ({exc})") from None
             raise
-        batches = cut_batches(
-            client, params["bucket"], folders,
-            max_files=int(params["batch_files"]),
-            max_bytes=int(params["batch_megabytes"]) * 1024 * 1024,
-            max_batches=conf.getint("core", "max_map_length", fallback=1024),
-        )
+        try:
+            batches = cut_batches(
+                client, params["bucket"], folders,
+                max_files=int(params["batch_files"]),
+                max_bytes=int(params["batch_megabytes"]) * 1024 * 1024,
+                max_batches=conf.getint("core", "max_map_length", fallback=1024),
+            )
+        except TooManyBatches as exc:
+            raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
         return PokeReturnValue(
@@ -232,42 +289,16 @@ with DAG(
             ],
         )
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def report_day(day: str, **context: Any) -> dict[str, Any]:
-        """The day's files and rows by status (XCom), and the HTML day report (linked in the log)."""
-        from pathlib import Path
-
-        from airflow.configuration import conf
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
-        from cloudtrail_mysql.findings import load_controls
-        from cloudtrail_mysql.report import write_day_report
-        from cloudtrail_mysql.sql import validate_identifier
-
-        params = context["params"]
-        titles = {control.id: control.title for control in load_controls(params.get("controls_file"))}
-        hook = MySqlHook(mysql_conn_id=params["mysql_conn_id"])
-        directory = Path(os.environ.get("CLOUDTRAIL_MYSQL_REPORT_DIR")
-                         or Path(conf.get("logging", "base_log_folder")) / "cloudtrail_reports")
-        path, files = write_day_report(
-            lambda query, parameters: hook.get_records(query, parameters=parameters),
-            validate_identifier(params["table"]), day, directory, titles,
-        )
-        print(f"{day}: {files}")
-        print(f"Day report: {path.resolve().as_uri()}")
-        return {"day": day, "files": files, "report": str(path)}
-
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def build_findings(day: str, **context: Any) -> dict[str, int]:
         """Rebuild the day's findings (from the part build_summaries found); findings per control."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
         from cloudtrail_mysql import findings
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.sql import validate_identifier
 
         params = context["params"]
         controls = _controls(params)
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
         finally:
@@ -275,13 +306,16 @@ with DAG(
         print(f"{day}: findings of the touched event days, per control: {counts or 'none'}")
         return counts
 
-    @task(outlets=[CLOUDTRAIL_FINDINGS])
-    def publish_findings(counts: dict[str, int], day: str) -> dict[str, Any]:
-        """Updates the findings Asset when there are findings; skipped (no Asset event) when clean."""
+    @task(outlets=[CLOUDTRAIL_FINDINGS, CLOUDTRAIL_FINDINGS_TABLE])
+    def publish_findings(counts: dict[str, int], day: str, **context: Any) -> dict[str, Any]:
+        """Updates the findings Assets when there are findings; skipped (no Asset event) when clean."""
         from cloudtrail_mysql.compat import AirflowSkipException
+        from cloudtrail_mysql.operators import emit_table_asset
 
         if not counts:
             raise AirflowSkipException("no findings: the Asset is not updated")
+        params = context["params"]
+        emit_table_asset(context["task"], context, params["mysql_conn_id"], f"{params['table']}_findings")
         return {"day": day, "findings": counts}
 
     day = resolve_day()
@@ -297,11 +331,10 @@ with DAG(
         mysql_conn_id="{{ params.mysql_conn_id }}",
         parallel_files="{{ params.parallel_files }}",
         max_active_tis_per_dag=MAX_PARALLEL_LOADS,
+        execution_timeout=LOAD_TIMEOUT,
     ).expand_kwargs(batches)
 
-    from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
-
-    indexes = SQLExecuteQueryOperator(
+    indexes = MySqlQueryOperator(
         task_id="create_indexes",
         conn_id="{{ params.mysql_conn_id }}",
         sql="create_indexes.sql",
@@ -309,34 +342,35 @@ with DAG(
         trigger_rule=TriggerRule.ALL_DONE,
     )
 
-    # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES].
-    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CLOUDTRAIL_SUMMARIES])
+    # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES], or on the table's Asset.
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CLOUDTRAIL_SUMMARIES, CLOUDTRAIL_TABLE])
     def build_summaries(day: str, **context: Any) -> float:
         """build_summaries.sql for the day; its one scan of the day also finds the day's part of the
         findings, for the controls build_findings uses."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
         from cloudtrail_mysql import daytasks
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+        from cloudtrail_mysql.operators import emit_table_asset
 
         params = context["params"]
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
-            return daytasks.build_summaries(conn, params["table"], date.fromisoformat(day), _controls(params))
+            seconds = daytasks.build_summaries(conn, params["table"], date.fromisoformat(day), _controls(params))
         finally:
             conn.close()
+        emit_table_asset(context["task"], context, params["mysql_conn_id"], params["table"])
+        return seconds
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def apply_retention(day: str, **context: Any) -> dict[str, Any]:
         """Keep the last retention_days delivery days up to the run's day; older ones leave whole."""
-        from airflow.providers.mysql.hooks.mysql import MySqlHook
-
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
         from cloudtrail_mysql.partitions import apply_retention as keep_last_days
 
         params = context["params"]
         if not int(params["retention_days"]):
             print("retention_days is 0: every day is kept")
             return {"kept_from": None, "dropped_days": []}
-        conn = MySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
         try:
             result = keep_last_days(conn, params["table"], date.fromisoformat(day), int(params["retention_days"]))
         finally:
@@ -349,4 +383,15 @@ with DAG(
     findings = build_findings(day)
     loads >> indexes >> summaries >> findings >> apply_retention(day)
     publish_findings(findings, day)
-    [loads, summaries, findings] >> report_day(day)
+    # The day's files and rows by status (XCom) and the HTML day report, where report_location says.
+    report_day = CloudTrailDayReportOperator(
+        task_id="report_day",
+        day=day,
+        table="{{ params.table }}",
+        mysql_conn_id="{{ params.mysql_conn_id }}",
+        aws_conn_id="{{ params.aws_conn_id }}",
+        report_location="{{ params.report_location or '' }}",
+        controls_file="{{ params.controls_file or '' }}",
+        trigger_rule=TriggerRule.NONE_FAILED,
+    )
+    [loads, summaries, findings] >> report_day

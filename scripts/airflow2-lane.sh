@@ -4,7 +4,8 @@
 # 1. Creates or updates .venv-airflow2/ from constraints/airflow-2.txt (pinned, no download of
 #    Airflow's constraints file). Skipped when the constraints and pyproject.toml are unchanged
 #    since the last install; `rm -rf .venv-airflow2` forces a clean one.
-# 2. Runs, with that venv's pytest, the tests marked `airflow2` in tests/test_dag.py and tests/test_findings.py: the DagBag
+# 2. Runs, with that venv's pytest, the tests marked `airflow2` in tests/test_dag.py, tests/test_findings.py,
+#    tests/test_compat.py and tests/test_bounded.py: the DagBag
 #    test and an end-to-end `airflow dags test cloudtrail_daily <day>` run (plus its rerun and the
 #    next day). Extra arguments go to pytest.
 #
@@ -51,4 +52,4 @@ case "$version" in
   *) echo "ERROR: $VENV has Airflow $version, expected 2.x (rm -rf $VENV and run again)" >&2; exit 1 ;;
 esac
 
-exec "$VENV/bin/pytest" tests/test_dag.py tests/test_findings.py -m airflow2 -q -p no:cacheprovider "$@"
+exec "$VENV/bin/pytest" tests/test_dag.py tests/test_findings.py tests/test_compat.py tests/test_bounded.py -m airflow2 -q -p no:cacheprovider "$@"

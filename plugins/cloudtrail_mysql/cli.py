@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, unquote
 
 from cloudtrail_mysql import __version__, sql
 from cloudtrail_mysql.files import FileResult, SourceFile
-from cloudtrail_mysql.front import LoadOptions, LoadSummary, open_writers, run_load
+from cloudtrail_mysql.front import LoadOptions, LoadSummary, kinds_for, open_writers, run_load
 from cloudtrail_mysql.layout import delivery_day
 from cloudtrail_mysql.loader import LOAD_AGAIN_HINT
 from cloudtrail_mysql.mysql_errors import (
@@ -102,6 +102,30 @@ class MySqlTarget:
             password=unquote(password),
             database=database,
             options=tuple(parse_qsl(query)),
+        )
+
+    @classmethod
+    def from_airflow_connection(cls, conn_id: str) -> MySqlTarget:
+        """The settings of an Airflow MySQL connection (environment, secrets backend or metadata
+        database, as Airflow finds it); its extra's mysqlclient options (timeouts, local_infile) too."""
+        try:
+            from airflow.models.connection import Connection
+        except ImportError:  # pragma: no cover - Airflow is a dependency
+            raise ValueError("--conn-id needs Airflow installed") from None
+        try:
+            connection = Connection.get_connection_from_secrets(conn_id)
+        except Exception as exc:  # AirflowNotFoundException and the secrets backends' own errors
+            raise LookupError(f"Airflow connection {conn_id!r}: {exc}") from None
+        if connection.conn_type not in ("mysql", "mariadb"):
+            raise ValueError(f"Airflow connection {conn_id!r} is of type {connection.conn_type!r}, not mysql")
+        extra = connection.extra_dejson
+        options = tuple((name, str(int(extra[name]))) for name in sorted(_INTEGER_OPTIONS.intersection(extra)))
+        options += tuple((name, str(extra[name])) for name in ("unix_socket",) if extra.get(name))
+        database = connection.schema or "cloudtrail"
+        sql.validate_identifier(database, "database name")
+        return cls(
+            host=connection.host or "127.0.0.1", port=int(connection.port or 3306), user=connection.login or "root",
+            password=connection.password or "", database=database, options=options,
         )
 
     @property
@@ -384,11 +408,11 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
 def run_import(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.sources import list_sources
 
-    target = MySqlTarget.from_url(args.mysql_url)
+    target = getattr(args, "target", None) or MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
     if args.retention_days is not None and args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day (the newest one loaded)")
-    sources = list_sources(args.source)
+    sources = args.sources if getattr(args, "sources", None) is not None else list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
     ensure_database(target, table, {source.delivery_day for source in sources})
@@ -407,10 +431,11 @@ def run_import(args: argparse.Namespace) -> int:
         max_record_bytes=args.max_record_bytes,
         retry_seconds=args.retry_seconds,
     )
-    print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(f"importing {len(sources)} files from {args.source} into {target.describe()} table {table} with {workers} workers", file=sys.stderr)
 
     summary = LoadSummary(files=len(sources))
-    progress = _progress(len(sources))
+    progress = None if getattr(args, "quiet", False) else _progress(len(sources))
     if progress is not None:
         progress.start()
     try:
@@ -439,6 +464,7 @@ def run_import(args: argparse.Namespace) -> int:
                 print(apply_retention(conn, table, days[-1], args.retention_days).describe(table))
         finally:
             conn.close()
+    args.summary = summary  # for --json
     if summary.failures:
         print(f"{len(summary.failures)} file(s) failed and were not loaded:", file=sys.stderr)
         for failure in summary.failures:
@@ -732,8 +758,12 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cloudtrail-mysql", description="Load AWS CloudTrail logs into MySQL.")
+    parser = argparse.ArgumentParser(
+        prog="cloudtrail-mysql", description="Load AWS CloudTrail logs into MySQL.", epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_verbosity_options(parser, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def database_options(command: argparse.ArgumentParser) -> None:
@@ -743,7 +773,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--table", default="logs", help="table name (default: logs)")
 
-    load = commands.add_parser("import", help="load CloudTrail files from a file, a folder or S3")
+    load = commands.add_parser(
+        "import", help="load CloudTrail files from a file, a folder or S3", epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     load.add_argument("source", help="a .json.gz file, a folder (recursive), s3://bucket/key or s3://bucket/prefix/")
     database_options(load)
     load.add_argument(
@@ -786,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="then keep only the last N delivery days, up to the newest one imported (older days are "
         "dropped whole: rows, manifest and summaries)",
     )
-    load.set_defaults(run=run_import)
+    add_script_options(load)
+    load.set_defaults(run=run_import_command)
 
     summarize = commands.add_parser(
         "summarize", help="indexes where missing, then a delivery day's summaries and security findings"
@@ -826,14 +860,187 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# -- the command in scripts and cron: exit codes, verbosity, days of a trail, dry runs, JSON ------
+EXIT_CODES = """exit codes:
+  0    done: every file loaded, already loaded or skipped (also: a day with no files, --dry-run)
+  1    some files failed and were not loaded; they are named (a rerun loads exactly those)
+  2    nothing was loaded: bad arguments, or MySQL, S3 or the source refused (the message says which)
+  130  interrupted (Ctrl-C); 143: stopped by SIGTERM. Files being loaded were rolled back
+"""
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, default: Any = 0) -> None:
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="count", default=default,
+                          help="say more on stderr: the loader's log lines, such as a switch from LOAD DATA to INSERTs or a "
+                          "reconnect (-vv: debug too)")
+    loudness.add_argument("-q", "--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False,
+                          help="print nothing but warnings and errors (no progress, no summary)")
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name, comma-separated")
+    return names
+
+
+def add_script_options(load: argparse.ArgumentParser) -> None:
+    """The import's options for scripts: which days of an S3 trail, a dry run, JSON, an Airflow connection."""
+    add_verbosity_options(load, argparse.SUPPRESS)
+    trail = load.add_argument_group(
+        "days of an S3 trail (SOURCE is s3://bucket[/key_prefix], the part before AWSLogs/; the files "
+        "are found as the DAG's plan_batches finds them)"
+    )
+    trail.add_argument("--day", dest="days", action="append", type=_day, metavar="YYYY-MM-DD",
+                       help="a delivery day to load (repeatable)")
+    trail.add_argument("--from", dest="from_day", type=_day, metavar="YYYY-MM-DD", help="first delivery day to load")
+    trail.add_argument("--to", dest="to_day", type=_day, metavar="YYYY-MM-DD",
+                       help="last delivery day to load, included (default with --from: today, UTC)")
+    trail.add_argument("--accounts", type=_names, metavar="ID,ID", help="only these account ids (default: all found)")
+    trail.add_argument("--regions", type=_names, metavar="REGION,REGION", help="only these regions (default: all found)")
+    load.add_argument("--dry-run", action="store_true",
+                      help="list the files that would be loaded, and stop: nothing is written, MySQL is not contacted")
+    load.add_argument("--json", action="store_true",
+                      help="print the summary (and the failed files) as JSON on stdout; the rest goes to stderr")
+    load.add_argument("--conn-id", metavar="CONN_ID",
+                      help="take the MySQL settings from this Airflow connection instead of --mysql-url")
+
+
+def _log_to_stderr(verbose: int) -> None:
+    """-v: the core's log lines (INFO) on stderr; -vv: DEBUG too."""
+    if not verbose:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("cloudtrail_mysql")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+
+
+def _trail_days(args: argparse.Namespace) -> list[date]:
+    """The delivery days asked for with --day, --from and --to (sorted, once each); [] for none."""
+    from datetime import datetime, timedelta, timezone
+
+    from cloudtrail_mysql.layout import check_day
+
+    days = set(args.days or ())
+    if args.to_day and not args.from_day:
+        raise ValueError("--to goes with --from")
+    if args.from_day:
+        last = args.to_day or datetime.now(timezone.utc).date()
+        if last < args.from_day:
+            raise ValueError(f"--to {last} is before --from {args.from_day}")
+        days.update(args.from_day + timedelta(days=n) for n in range((last - args.from_day).days + 1))
+    today = datetime.now(timezone.utc).date()
+    for day in days:
+        check_day(day, today)
+    return sorted(days)
+
+
+def _trail_sources(args: argparse.Namespace) -> list[SourceFile] | None:
+    """The files of the days asked for, over an S3 trail; None when no day was asked for."""
+    from cloudtrail_mysql.layout import check_bucket_name, day_sources
+    from cloudtrail_mysql.sources import parse_s3_uri, s3_client
+
+    days = _trail_days(args)
+    if not days:
+        if args.accounts or args.regions:
+            raise ValueError("--accounts and --regions go with --day or --from")
+        return None
+    if not args.source.startswith("s3://"):
+        raise ValueError(f"--day, --from and --to read an S3 trail: give SOURCE as s3://bucket[/key_prefix], not {args.source}")
+    location = parse_s3_uri(args.source)
+    check_bucket_name(location.bucket)
+    kinds = kinds_for(args.include_insight, args.include_network_activity)
+    return day_sources(
+        s3_client(), location.bucket, days, location.key.strip("/"), accounts=args.accounts, regions=args.regions, kinds=kinds
+    )
+
+
+def run_import_command(args: argparse.Namespace) -> int:
+    """``import`` with the options for scripts around ``run_import``."""
+    import contextlib
+    import json
+
+    try:
+        if args.conn_id:
+            args.target = MySqlTarget.from_airflow_connection(args.conn_id)
+        args.sources = _trail_sources(args)
+        if args.dry_run:
+            return _dry_run(args)
+        if args.sources == []:  # asked-for days with no files: nothing to do, as for the DAG
+            empty = LoadSummary().finish().as_report()
+            print(json.dumps({**empty, "exit_code": 0}, indent=2) if args.json else f"no files delivered on {_days_text(args)}")
+            return 0
+        quiet = getattr(args, "quiet", False)
+        out = sys.stderr if args.json else (open(os.devnull, "w") if quiet else sys.stdout)
+        try:
+            with contextlib.redirect_stdout(out):
+                code = run_import(args)
+        finally:
+            if out not in (sys.stdout, sys.stderr):
+                out.close()
+    except Exception as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "exit_code": 2}, indent=2))
+        raise
+    if args.json:
+        print(json.dumps({**args.summary.finish().as_report(), "exit_code": code}, indent=2))
+    return code
+
+
+def _days_text(args: argparse.Namespace) -> str:
+    days = _trail_days(args)
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]} to {days[-1]} ({len(days)} days)"
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """What an import would load, without writing anything or contacting MySQL."""
+    import json
+
+    from cloudtrail_mysql.loader import wanted
+    from cloudtrail_mysql.sources import list_sources
+
+    sources = args.sources if args.sources is not None else list_sources(args.source)
+    kinds = kinds_for(args.include_insight, args.include_network_activity)
+    files = [(source, wanted(source.location, kinds)[0]) for source in sources]
+    loadable = [source for source, ok in files if ok]
+    target = getattr(args, "target", None) or MySqlTarget.from_url(args.mysql_url)
+    table = sql.validate_table_name(args.table)
+    size = sum(source.size or 0 for source in loadable)
+    if args.json:
+        print(json.dumps({
+            "dry_run": True, "target": target.describe(), "table": table, "files": len(loadable), "bytes": size,
+            "skipped": len(files) - len(loadable), "to_load": [{"file": s.location, "size": s.size} for s in loadable],
+        }, indent=2))
+        return 0
+    if not getattr(args, "quiet", False):
+        for source in loadable:
+            print(f"{source.location}\t{source.size if source.size is not None else ''}")
+        print(f"dry run: {len(loadable)} files, {size / 2**20:.1f} MiB would be loaded into {target.describe()} "
+              f"table {table} (already loaded ones are skipped then); {len(files) - len(loadable)} other files "
+              "skipped; nothing was written")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import MySQLdb
     from botocore.exceptions import BotoCoreError, ClientError
 
     args = build_parser().parse_args(argv)
-    # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs.
+    # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs,
+    # and for -v (-vv: everything) on stderr.
     logging.getLogger("cloudtrail_mysql").addHandler(logging.NullHandler())
     logging.getLogger("cloudtrail_mysql").propagate = False
+    _log_to_stderr(getattr(args, "verbose", 0))
     # Stopped (timeout, kill, a scheduler): unwind as for Ctrl-C, so that workers are stopped too.
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:

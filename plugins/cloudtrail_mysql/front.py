@@ -182,3 +182,14 @@ class LoadSummary:
     def as_dict(self) -> dict[str, Any]:
         """For XCom: files, loaded, already_loaded, skipped, failed, rows, seconds."""
         return {"files": self.files, **self.counts, "rows": self.rows, "seconds": round(self.seconds, 3)}
+
+    def as_report(self) -> dict[str, Any]:
+        """``as_dict`` plus the files that replaced earlier versions and the failures, each named
+        (the command's ``--json``)."""
+        return {
+            **self.as_dict(),
+            "replaced": [{"file": location, "rows": rows} for location, rows in self.replacements],
+            "failures": [
+                {"file": f.location, "error": f.detail.removeprefix(f.location + ": ")} for f in self.failures
+            ],
+        }

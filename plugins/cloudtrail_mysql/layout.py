@@ -373,3 +373,22 @@ def iter_batch(
     with ThreadPoolExecutor(max(1, min(threads, len(key_ranges)))) as pool:
         for found in pool.map(listed, key_ranges):
             yield from found
+
+
+def day_sources(
+    client: Any,
+    bucket: str,
+    days: Iterable[date],
+    key_prefix: str = "",
+    accounts: Collection[str] | None = None,
+    regions: Collection[str] | None = None,
+    kinds: Collection[FileKind] = (FileKind.LOG,),
+) -> list[SourceFile]:
+    """The files CloudTrail delivered on ``days``, found exactly as the DAG's ``plan_batches`` finds
+    them (``day_folders``, then key ranges), for the command's ``--day``/``--from``/``--to``."""
+    sources: list[SourceFile] = []
+    for day in days:
+        folders = day_folders(client, bucket, day, key_prefix, accounts=accounts, regions=regions, kinds=kinds)
+        for batch in plan_batches(client, bucket, folders, max_batches=2**31):
+            sources.extend(iter_batch(client, bucket, batch.ranges))
+    return sources

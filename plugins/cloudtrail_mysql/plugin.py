@@ -12,12 +12,15 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 
 from cloudtrail_mysql.layout import day_prefix
+from cloudtrail_mysql.operators import DayReportLink
 
 __all__ = ["CloudTrailMySqlPlugin", "day_prefix"]
 
 
 class CloudTrailMySqlPlugin(AirflowPlugin):
-    """Makes ``macros.cloudtrail_mysql.day_prefix`` available in templates."""
+    """Makes ``macros.cloudtrail_mysql.day_prefix`` available in templates, and registers the
+    day report's button (``DayReportLink``), which Airflow 2's web server needs to find it."""
 
     name = "cloudtrail_mysql"
     macros = [day_prefix]
+    operator_extra_links = [DayReportLink()]

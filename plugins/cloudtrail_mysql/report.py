@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["render_day_report", "write_day_report"]
+__all__ = ["day_report", "day_report_name", "render_day_report", "write_day_report"]
 
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -137,6 +137,22 @@ def write_day_report(
     Returns the page's path and the day's files and rows by manifest status. ``titles``: the
     controls' titles by id, for the Findings section.
     """
+    page, files = day_report(query, table, day, titles)
+    path = directory / day_report_name(table, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path, files
+
+
+def day_report_name(table: str, day: str) -> str:
+    """Where a day's page goes under any report location: <table>/<day>.html."""
+    return f"{table}/{day}.html"
+
+
+def day_report(
+    query: Any, table: str, day: str, titles: dict[str, str] | None = None
+) -> tuple[str, dict[str, dict[str, int]]]:
+    """The day's page (HTML text) from ``query(sql, parameters) -> rows``, and its files and rows by status."""
     from cloudtrail_mysql import sql
     from cloudtrail_mysql.findings import day_findings
 
@@ -148,7 +164,4 @@ def write_day_report(
         day, table, files, rows("events_by_hour"), rows("top_errors"), rows("top_principals"), rows("top_source_ips"),
         rows("replaced_files"), day_findings(query, table, day, limit=10), titles,
     )
-    path = directory / table / f"{day}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path, {str(status): {"files": int(n), "rows": int(total)} for status, n, total in files}
+    return page, {str(status): {"files": int(n), "rows": int(total)} for status, n, total in files}
