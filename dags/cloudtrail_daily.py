@@ -6,7 +6,16 @@ import os
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cloudtrail_mysql.compat import DAG, Asset, AssetAlias, CronDataIntervalTimetable, Param, PokeReturnValue, TriggerRule, task
+from cloudtrail_mysql.compat import (
+    DAG,
+    Asset,
+    AssetAlias,
+    CronDataIntervalTimetable,
+    Param,
+    PokeReturnValue,
+    TriggerRule,
+    task,
+)
 from cloudtrail_mysql.operators import CloudTrailDayReportOperator, CloudTrailToMySqlOperator, MySqlQueryOperator
 from cloudtrail_mysql.sql import TABLE_NAME_PATTERN, sql_dir
 

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -927,7 +927,7 @@ def _log_to_stderr(verbose: int) -> None:
 
 def _trail_days(args: argparse.Namespace) -> list[date]:
     """The delivery days asked for with --day, --from and --to (sorted, once each); [] for none."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from cloudtrail_mysql.layout import check_day
 
@@ -935,11 +935,11 @@ def _trail_days(args: argparse.Namespace) -> list[date]:
     if args.to_day and not args.from_day:
         raise ValueError("--to goes with --from")
     if args.from_day:
-        last = args.to_day or datetime.now(timezone.utc).date()
+        last = args.to_day or datetime.now(UTC).date()
         if last < args.from_day:
             raise ValueError(f"--to {last} is before --from {args.from_day}")
         days.update(args.from_day + timedelta(days=n) for n in range((last - args.from_day).days + 1))
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     for day in days:
         check_day(day, today)
     return sorted(days)
