@@ -160,7 +160,8 @@ class CloudTrailToMySqlOperator(BaseOperator):
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         inputs = [Dataset(namespace=f"s3://{self.bucket}", name=prefix) for prefix in self.lineage_prefixes()]
-        return OperatorLineage(inputs=inputs, outputs=[Dataset(**self.lineage_table())])
+        table = self.lineage_table()
+        return OperatorLineage(inputs=inputs, outputs=[Dataset(namespace=table["namespace"], name=table["name"])])
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         return self.get_openlineage_facets_on_start()
@@ -248,7 +249,7 @@ class MySqlQueryOperator(SQLExecuteQueryOperator):
     def post_execute(self, context: Any, result: Any = None) -> None:
         super().post_execute(context, result)
         if self.asset_table:
-            emit_table_asset(self, context, self.conn_id, self.asset_table)
+            emit_table_asset(self, context, str(self.conn_id), self.asset_table)
 
     def get_db_hook(self) -> Any:
         from cloudtrail_mysql.hooks import BoundedMySqlHook
@@ -361,7 +362,7 @@ class CloudTrailDayReportOperator(BaseOperator):
             return f"s3://{bucket}/{key}", f"https://console.aws.amazon.com/s3/object/{bucket}?prefix={quote(key)}"
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-        path = ObjectStoragePath(location.rstrip("/") + "/" + name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-        return str(path), str(path)
+        stored = ObjectStoragePath(location.rstrip("/") + "/" + name)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(page, encoding="utf-8")
+        return str(stored), str(stored)
