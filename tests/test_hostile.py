@@ -106,6 +106,8 @@ def _deep(levels: int) -> bytes:
 HOSTILE = {
     # random bytes named .json.gz
     "not-gzip": (lambda: secrets.token_bytes(4096), ("not a gzip file",)),
+    # random bytes named .json.gz that begin as JSON would (1 in 128 random files does)
+    "not-gzip-brace": (lambda: b"{" + secrets.token_bytes(4095), ("not a gzip file", "not valid JSON")),
     # a good gzip followed by bytes that are not gzip
     "trailing-garbage": (
         lambda: gzip.compress(b'{"Records": []}') + b"these bytes are not part of the gzip stream",

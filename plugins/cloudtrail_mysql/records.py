@@ -263,7 +263,13 @@ def read_records(data: bytes, source: str, limits: Limits | None = None) -> Iter
     except orjson.JSONDecodeError as exc:
         if "depth limit" in str(exc):
             raise CloudTrailFileError(source, _TOO_DEEP) from None
-        document = _loads_leniently(data, source, exc)
+        try:
+            document = _loads_leniently(data, source, exc)
+        except CloudTrailFileError as error:
+            if data[:2] == _GZIP_MAGIC or not source.lower().endswith(".gz"):
+                raise
+            # Named .gz, not gzip, and not JSON either, though it begins like JSON: say both.
+            raise CloudTrailFileError(source, f"not a gzip file, and {error.reason}") from None
     else:
         try:
             possible = _duplicate_keys_possible(data, document)
