@@ -306,7 +306,7 @@ def _rendered_sql() -> dict[str, list[str]]:
 
             rendered[path.name] = sql.split_statements(sql.render(path.name, table="logs"))
             controls = compile_controls(load_controls()).controls
-            rendered[f"{path.name}:controls"] = sql.split_long_statements(
+            rendered[f"{path.name}:controls"] = sql.split_statements(
                 sql.render(path.name, table="logs", controls=controls)
             )
         else:
