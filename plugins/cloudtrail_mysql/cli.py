@@ -387,8 +387,7 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
         server = target.connect(with_database=False)
         try:
             cursor = server.cursor()
-            for statement in sql.split_statements(sql.render("create_database.sql", database=target.database)):
-                cursor.execute(statement)
+            sql.execute_statements(cursor, sql.split_statements(sql.render("create_database.sql", database=target.database)))
             server.commit()
         except MySQLdb.Error as error:
             raise setup_error(error, f"cannot create the database {target.database}") or error from None
@@ -1033,7 +1032,6 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import MySQLdb
-    from botocore.exceptions import BotoCoreError, ClientError
 
     args = build_parser().parse_args(argv)
     # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs,
@@ -1048,10 +1046,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MySQLdb.Error as exc:
         print(f"cloudtrail-mysql: error: {describe_mysql_error(exc)}", file=sys.stderr)
         return 2
-    except (
-        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, BotoCoreError, ClientError,
-        NotPartitioned, TimeoutError,
-    ) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _REPORTED + _boto_errors()):
+            raise
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
         hint = _hint(exc)
         if hint:
@@ -1074,11 +1071,23 @@ def _stopped(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
+# Errors that the command reports in a line (and a hint), not with a traceback.
+_REPORTED: tuple[type[Exception], ...] = (
+    ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, NotPartitioned, TimeoutError,
+)
+
+
+def _boto_errors() -> tuple[type[Exception], ...]:
+    """botocore's errors, once S3 was used (botocore imported): a local import never loads botocore
+    (about 3 MB) just to name errors it cannot raise."""
+    errors = sys.modules.get("botocore.exceptions")
+    return (errors.BotoCoreError, errors.ClientError) if errors else ()
+
+
 def _hint(exc: BaseException) -> str | None:
     """What to do about an error whose message alone leaves a newcomer guessing; names no secret."""
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+    errors = sys.modules.get("botocore.exceptions")
+    if errors and isinstance(exc, (errors.NoCredentialsError, errors.PartialCredentialsError)):
         return (
             "these are the AWS credentials for reading S3, which boto3 did not find: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE naming a profile "
