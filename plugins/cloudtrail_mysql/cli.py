@@ -24,6 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date
 from pathlib import Path
@@ -494,33 +495,37 @@ def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str |
               f"{sum(found.values())} ({', '.join(f'{c} {n}' for c, n in found.items()) or 'none'})")
 
 
-def run_summarize(args: argparse.Namespace) -> int:
-    from cloudtrail_mysql.daytasks import delivery_days
-
+@contextmanager
+def _table_connection(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """A connection to --mysql-url and the --table it works on (validated first), closed after."""
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
+        yield conn, table
+    finally:
+        conn.close()
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.daytasks import delivery_days
+
+    with _table_connection(args) as (conn, table):
         MySqlWriter(conn, table).ensure_schema()
         days = delivery_days(conn, table) if args.all else [date.fromisoformat(day) for day in args.day]
         if not days:
             print(f"{table}: no delivery day to summarise (give --day D, or --all)", file=sys.stderr)
             return 2
         _summarize(conn, table, days, args.controls)
-    finally:
-        conn.close()
     return 0
 
 
 def run_retention(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
-    target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_table_name(args.table)
     if args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day")
-    conn = target.connect()
-    try:
+    with _table_connection(args) as (conn, table):
         MySqlWriter(conn, table).ensure_schema()
         loaded = delivery_days(conn, table)
         day = date.fromisoformat(args.day) if args.day else (loaded[-1] if loaded else None)
@@ -528,8 +533,6 @@ def run_retention(args: argparse.Namespace) -> int:
             print(f"{table}: no delivery day loaded yet, nothing to keep or drop")
             return 0
         print(apply_retention(conn, table, day, args.retention_days).describe(table))
-    finally:
-        conn.close()
     return 0
 
 
@@ -537,18 +540,13 @@ def run_migrate(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
     from cloudtrail_mysql.migrate import migrate_table
 
-    target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_table_name(args.table)
-    conn = target.connect()
-    try:
+    with _table_connection(args) as (conn, table):
         writer = MySqlWriter(conn, table)
         result = migrate_table(conn, table, writer.collation(), say=lambda line: print(line, file=sys.stderr))
         writer.ensure_schema()  # tables added since (the summaries' parts, <table>_dropped_days)
         if result.migrated:
             # Each delivery day's part of the summaries, which tables before 0.2.0 did not keep.
             _summarize(conn, table, delivery_days(conn, table))
-    finally:
-        conn.close()
     print(result.describe())
     return 0
 
