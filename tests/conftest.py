@@ -6,6 +6,7 @@ Fixtures (names are relied upon by other test modules, keep them stable):
 * ``mysql_server`` (session)  -- checks MySQL answers at 127.0.0.1:3306; fails clearly otherwise.
 * ``mysql_db`` (function)     -- a fresh utf8mb4 database ``ctm_test_<hex>``, dropped afterwards;
   has ``.name``, ``.url``, ``.connect()`` and ``.query(sql, *params)``.
+* ``absent_database`` (function) -- the name of a database that does not exist (dropped afterwards).
 * ``s3_server`` (session)     -- a moto ``ThreadedMotoServer`` on 127.0.0.1; yields its endpoint URL
   and sets fake AWS credentials in the environment for the session.
 * ``s3_env`` (session)        -- environment additions for running the command against that server.
@@ -15,8 +16,10 @@ Fixtures (names are relied upon by other test modules, keep them stable):
   ``run_cli`` is; for tests where a separate process is not the point.
 
 Helpers (import them with ``from conftest import ...``): ``run_cli`` (the installed command, in a
-process of its own: exit codes, signals, memory, timeouts), ``make_sample_day``,
-``upload_files``, ``read_events``, ``SampleDay``.
+process of its own: exit codes, signals, memory, timeouts), ``import_summary`` (the counts of its
+summary line), ``make_sample_day``, ``upload_files``, ``read_events``, ``SampleDay``, ``mysql_user``
+(a MySQL user with only some grants) and ``airflow_connections`` (the DAG's connections as
+environment variables).
 
 Expected values in tests are computed from the generated files with the standard library only
 (gzip + json), never with the project's own parsing code.
@@ -27,10 +30,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -162,6 +167,40 @@ def mysql_url(database: str, password: str | None = None) -> str:
     return f"mysql://{auth}@{MYSQL_HOST}:{MYSQL_PORT}/{database}"
 
 
+@dataclass(frozen=True)
+class MySqlUser:
+    """A MySQL user made by ``mysql_user``: its name, its secret password and its database."""
+
+    name: str
+    password: str
+    database: str
+
+    def url(self, password: str | None = None) -> str:
+        return f"mysql://{self.name}:{password or self.password}@{MYSQL_HOST}:{MYSQL_PORT}/{self.database}"
+
+
+@contextmanager
+def mysql_user(db: MySqlDatabase, grants: str, table: str | None = None) -> Iterator[MySqlUser]:
+    """A MySQL user with only ``grants`` on the test database (or on one ``table`` of it) and a secret
+    password, at every host the tests connect from; dropped afterwards."""
+    user = MySqlUser(f"ctm_u_{secrets.token_hex(5)}", f"S3cr3t-{secrets.token_hex(8)}", db.name)
+    on = f"`{db.name}`.`{table}`" if table else f"`{db.name}`.*"
+    hosts = ("%", "localhost", "127.0.0.1")
+    conn = db.connect()
+    try:
+        cursor = conn.cursor()
+        try:
+            for host in hosts:
+                cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user.name, host, user.password))
+                cursor.execute(f"GRANT {grants} ON {on} TO %s@%s", (user.name, host))
+            yield user
+        finally:
+            for host in hosts:
+                cursor.execute("DROP USER IF EXISTS %s@%s", (user.name, host))
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="session")
 def mysql_server() -> MySqlServer:
     """The MySQL/MariaDB server the tests use; fails (does not skip) when it does not answer."""
@@ -197,6 +236,17 @@ def mysql_db(mysql_server: MySqlServer) -> Iterable[MySqlDatabase]:
         conn.close()
     try:
         yield MySqlDatabase(name=name, url=mysql_url(name))
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture
+def absent_database(mysql_server: MySqlServer) -> Iterable[str]:
+    """The name of a database that does not exist, for what must not create one; dropped afterwards,
+    should it have been made all the same."""
+    name = unique_database_name()
+    try:
+        yield name
     finally:
         drop_database(name)
 
@@ -348,6 +398,16 @@ def upload_files(client: Any, bucket: str, files: Iterable[Any], prefix: str = "
 
 
 # -- the command ----------------------------------------------------------------------------------
+def import_summary(output: subprocess.CompletedProcess[str] | str) -> dict[str, int]:
+    """The counts of the import summary line ('N files loaded, N already loaded, ...; N rows ...') of
+    a run of the command, or of its stdout."""
+    stdout, stderr = (output, "") if isinstance(output, str) else (output.stdout, output.stderr)
+    match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout)
+    assert match, f"no summary line in stdout:\n{stdout}\nstderr:\n{stderr}"
+    keys = ("loaded", "already_loaded", "skipped", "failed", "rows")
+    return dict(zip(keys, map(int, match.groups()), strict=True))
+
+
 def run_cli(
     *args: Any, env: Mapping[str, str | None] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -403,6 +463,17 @@ def run_main(
 # -- Airflow --------------------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
+
+
+def airflow_connections(s3_endpoint: str, mysql_url: str) -> dict[str, str]:
+    """The DAG's connections (aws_default to the test S3 server, mysql_default) as environment variables."""
+    aws = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": FAKE_AWS_ENV["AWS_DEFAULT_REGION"]},
+    }
+    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws), "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url}
 
 
 @pytest.fixture(scope="session")

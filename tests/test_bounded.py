@@ -22,17 +22,12 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql.sample import day_files
+from conftest import airflow_connections
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 # A day of its own: the session's Airflow database is shared with the other DAG tests.
 DAY = date(2017, 5, 2)
-
-
-def _connections(endpoint: str, mysql_url: str) -> dict[str, str]:
-    aws = {"conn_type": "aws", "login": "testing", "password": "testing",
-           "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws), "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url}
 
 
 def _dagbag(env: dict[str, str]) -> Any:
@@ -214,7 +209,7 @@ def test_a_stalled_load_is_stopped_by_its_timeout_and_its_retry_loads_exactly_th
     ours = int(cursor.fetchone()[0])
     cursor.execute("SELECT * FROM logs FOR UPDATE")
 
-    env = {**os.environ, **airflow_env, **_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
+    env = {**os.environ, **airflow_env, **airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
            "CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES": "0.1", "CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES": "0.05"}
     run = subprocess.Popen([str(AIRFLOW), "dags", "test", "cloudtrail_daily", DAY.isoformat()], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -252,7 +247,7 @@ def test_a_day_with_too_many_batches_fails_at_once_without_retries(
     day = DAY + timedelta(days=1)
     for item in day_files(day, records=60, accounts=("111122223333",), regions=("us-east-1",), files_per_region=3, digests=False):
         client.put_object(Bucket=bucket, Key=item.key, Body=item.body)
-    env = {**os.environ, **airflow_env, **_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
+    env = {**os.environ, **airflow_env, **airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
            "AIRFLOW__CORE__MAX_MAP_LENGTH": "2"}
     started = time.monotonic()
     run = subprocess.run([str(AIRFLOW), "dags", "test", "cloudtrail_daily", day.isoformat(), "--conf", '{"batch_files": 1}'],

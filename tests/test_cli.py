@@ -23,14 +23,13 @@ import pytest
 from conftest import (
     SampleDay,
     database_exists,
-    drop_database,
     make_sample_day,
     mysql_url,
     read_events,
     run_cli,
-    unique_database_name,
     upload_files,
 )
+from conftest import import_summary as _summary
 
 WORKERS = ("--workers", "2")
 
@@ -42,16 +41,6 @@ def _import(run: Callable[..., Any], source: Any, db: Any, *extra: Any, env: dic
 
 def _ok(result) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-def _summary(result) -> dict[str, int]:
-    """The counts of the import summary line ('N files loaded, N already loaded, ...; N rows ...')."""
-    match = re.search(
-        r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", result.stdout
-    )
-    assert match, f"no summary line in stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    keys = ("loaded", "already_loaded", "skipped", "failed", "rows")
-    return dict(zip(keys, map(int, match.groups()), strict=True))
 
 
 def _request_ids(db) -> Counter:
@@ -632,20 +621,17 @@ def test_sample_values_round_trip(run_main, mysql_db, sample_day: SampleDay) -> 
 
 
 # -- refusals and errors ---------------------------------------------------------------------------
-def test_invalid_table_name_is_refused(run_main, mysql_db, sample_day: SampleDay) -> None:
+def test_invalid_table_name_is_refused(run_main, mysql_db, sample_day: SampleDay, absent_database: str) -> None:
     mysql_db.query("CREATE TABLE x (id INT)")
-    absent = unique_database_name()
-    try:
-        for url in (mysql_db.url, mysql_url(absent)):
-            result = run_main("import", sample_day.root, "--mysql-url", url, "--table", "logs; DROP TABLE x", *WORKERS)
-            assert result.returncode == 2
-            assert "invalid table name" in result.stderr
-            assert "logs; DROP TABLE x" in result.stderr
-            assert "Traceback" not in result.stderr
-        assert mysql_db.tables() == {"x"}
-        assert not database_exists(absent)
-    finally:
-        drop_database(absent)
+    absent = absent_database
+    for url in (mysql_db.url, mysql_url(absent)):
+        result = run_main("import", sample_day.root, "--mysql-url", url, "--table", "logs; DROP TABLE x", *WORKERS)
+        assert result.returncode == 2
+        assert "invalid table name" in result.stderr
+        assert "logs; DROP TABLE x" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert mysql_db.tables() == {"x"}
+    assert not database_exists(absent)
 
 
 @pytest.mark.parametrize("table", ["logs-2017", "1logs", "", "logs`", "t" * 61, "lögs"])
@@ -753,8 +739,8 @@ def test_report_prints_section_titles(run_main, mysql_db, sample_day: SampleDay)
         assert title in result.stdout.splitlines()
 
 
-def test_report_on_missing_database_is_a_clear_error(run_main, mysql_server) -> None:
-    absent = unique_database_name()
+def test_report_on_missing_database_is_a_clear_error(run_main, absent_database: str) -> None:
+    absent = absent_database
     result = run_main("report", "--mysql-url", mysql_url(absent))
     assert result.returncode == 2
     assert absent in result.stderr

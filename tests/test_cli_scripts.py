@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql.sample import day_files
-from conftest import database_exists, make_sample_day, mysql_url, run_cli, unique_database_name
+from conftest import database_exists, make_sample_day, mysql_url, run_cli
 
 DAY = date(2017, 4, 10)
 ACCOUNTS = ("111122223333", "444455556666")
@@ -77,9 +77,9 @@ def test_a_day_of_an_s3_trail_for_some_accounts_and_regions_as_json(mysql_db: An
     assert loaded == {f"s3://{bucket}/{key}" for key in keys}
 
 
-def test_from_to_dry_run_lists_both_days_and_writes_nothing(trail: Any, s3_env: dict[str, str]) -> None:
+def test_from_to_dry_run_lists_both_days_and_writes_nothing(trail: Any, s3_env: dict[str, str], absent_database: str) -> None:
     bucket, records = trail
-    name = unique_database_name()
+    name = absent_database
     result = run_cli("import", f"s3://{bucket}/org/trail/", "--from", DAY, "--to", DAY + timedelta(days=1), "--dry-run",
                      "--json", "--mysql-url", mysql_url(name), env=s3_env)
     assert result.returncode == 0, result.stderr[-3000:]

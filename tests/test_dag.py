@@ -21,20 +21,11 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql.sample import day_files
+from conftest import airflow_connections
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAY = date(2017, 4, 10)
-
-
-def _connections(endpoint: str, mysql_url: str) -> dict[str, str]:
-    aws = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-    }
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws), "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url}
 
 
 def _put(client: Any, bucket: str, files: Any) -> dict[str, list[dict[str, Any]]]:
@@ -163,7 +154,7 @@ def test_daily_run_loads_exactly_the_day_then_reruns_change_nothing(
     airflow_env: dict[str, str], cloudtrail_bucket: Any, mysql_db: Any, s3_server: str
 ) -> None:
     client, bucket, records = cloudtrail_bucket
-    env = {**_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
+    env = {**airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
     expected = _records_of_day(records, DAY)
 
     run = _dags_test(airflow_env, DAY, env)
@@ -241,7 +232,7 @@ def test_params_restrict_accounts_and_regions_and_an_empty_day_is_green(
         f"444455556666_CloudTrail-NetworkActivity_eu-west-1_{DAY:%Y%m%d}T0005Z_NetNetNetNetNet1.json.gz",
         Body=gzip.compress(json.dumps({"Records": network}).encode()),
     )
-    env = _connections(s3_server, mysql_db.url)
+    env = airflow_connections(s3_server, mysql_db.url)
     conf = {"bucket": bucket, "accounts": ["444455556666"], "regions": ["eu-west-1"], "table": "trail_logs", "batch_files": 1,
             "include_network_activity": True}
     run = _dags_test(airflow_env, DAY, env, conf=conf)
@@ -272,7 +263,7 @@ def test_operator_loads_the_good_files_of_a_batch_and_names_the_bad_one(
     bad_key = (f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"
                f"111122223333_CloudTrail_us-east-1_{DAY:%Y%m%d}T2359Z_BADBADBADBADBADB.json.gz")
     client.put_object(Bucket=bucket, Key=bad_key, Body=gzip.compress(b'{"Records": [')[:-4])
-    for name, value in _connections(s3_server, mysql_db.url).items():
+    for name, value in airflow_connections(s3_server, mysql_db.url).items():
         monkeypatch.setenv(name, value)
 
     folder = f"AWSLogs/111122223333/CloudTrail/us-east-1/{DAY:%Y/%m/%d}/"
@@ -315,7 +306,7 @@ def test_retention_through_the_dag_keeps_the_last_days_whole_and_a_dropped_day_i
     airflow_env: dict[str, str], cloudtrail_bucket: Any, mysql_db: Any, s3_server: str
 ) -> None:
     client, bucket, records = cloudtrail_bucket
-    env = {**_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
+    env = {**airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
     before, after = DAY - timedelta(days=1), DAY + timedelta(days=1)
     for day in (before, DAY):
         run = _dags_test(airflow_env, day, env)

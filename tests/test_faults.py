@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI, make_sample_day, read_events, run_cli, upload_files
+from conftest import CLI, make_sample_day, mysql_user, read_events, run_cli, upload_files
+from conftest import import_summary as _summary
 
 DAY = date(2017, 4, 10)
 ACCOUNT = "111122223333"
@@ -41,15 +42,6 @@ BIG_RECORDS = 60_000
 # -- helpers --------------------------------------------------------------------------------------
 def _ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-def _summary(stdout: str) -> dict[str, int]:
-    """The counts of the import summary line ('N files loaded, N already loaded, ...; N rows ...')."""
-    match = re.search(
-        r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout
-    )
-    assert match, f"no summary line in stdout:\n{stdout}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _import(source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None, timeout: float = 120):
@@ -314,36 +306,6 @@ def test_connection_killed_mid_file_reconnects_and_loads_exactly_once(
 
 # -- 3. permanent MySQL refusals ----------------------------------------------------------------
 @dataclass(frozen=True)
-class TempUser:
-    name: str
-    password: str
-    database: str
-
-    def url(self, password: str | None = None) -> str:
-        return f"mysql://{self.name}:{password or self.password}@127.0.0.1:3306/{self.database}"
-
-
-@contextmanager
-def _temp_user(db: Any, grants: str) -> Iterator[TempUser]:
-    """A MySQL user with only ``grants`` on the test database and a secret password; dropped afterwards."""
-    user = TempUser(f"ctm_u_{secrets.token_hex(5)}", f"S3cr3t-{secrets.token_hex(8)}", db.name)
-    hosts = ("%", "localhost", "127.0.0.1")
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        try:
-            for host in hosts:
-                cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (user.name, host, user.password))
-                cursor.execute(f"GRANT {grants} ON `{db.name}`.* TO %s@%s", (user.name, host))
-            yield user
-        finally:
-            for host in hosts:
-                cursor.execute("DROP USER IF EXISTS %s@%s", (user.name, host))
-    finally:
-        conn.close()
-
-
-@dataclass(frozen=True)
 class Refusal:
     result: subprocess.CompletedProcess[str]
     seconds: float
@@ -356,7 +318,7 @@ def _import_as_limited_user(grants: str, db: Any, sample_day: Any) -> Refusal:
     _ok(_import(sample_day.path(first), db, "--workers", "1"))
     before = db.count()
     assert before == len(read_events(sample_day.path(first)))
-    with _temp_user(db, grants) as user:
+    with mysql_user(db, grants) as user:
         started = time.monotonic()
         result = run_cli("import", sample_day.path(second), "--mysql-url", user.url(), "--workers", "1", timeout=60)
         seconds = time.monotonic() - started
@@ -402,7 +364,7 @@ def test_missing_privilege_message_says_a_privilege_is_missing(grants: str, mysq
 def test_user_with_only_loading_privileges_can_import_into_existing_tables(mysql_db, sample_day) -> None:
     first, second = sample_day.log_files[:2]
     _ok(_import(sample_day.path(first), mysql_db, "--workers", "1"))
-    with _temp_user(mysql_db, "SELECT, INSERT, UPDATE, DELETE") as user:
+    with mysql_user(mysql_db, "SELECT, INSERT, UPDATE, DELETE") as user:
         result = run_cli("import", sample_day.path(second), "--mysql-url", user.url(), "--workers", "1", timeout=60)
     _ok(result)
     assert mysql_db.count() == len(read_events(sample_day.path(first))) + len(read_events(sample_day.path(second)))
@@ -410,7 +372,7 @@ def test_user_with_only_loading_privileges_can_import_into_existing_tables(mysql
 
 def test_wrong_password_is_a_connection_error_without_the_password(mysql_db, sample_day) -> None:
     wrong = f"S3cr3t-{secrets.token_hex(8)}"
-    with _temp_user(mysql_db, "ALL PRIVILEGES") as user:
+    with mysql_user(mysql_db, "ALL PRIVILEGES") as user:
         started = time.monotonic()
         result = run_cli(
             "import", sample_day.path(sample_day.log_files[0]), "--mysql-url", user.url(wrong), "--workers", "1",
@@ -979,7 +941,7 @@ def test_load_files_in_threads_loads_each_file_once_and_stops_on_a_refusal(mysql
 
     mysql_db.query("DELETE FROM logs")
     mysql_db.query("DELETE FROM logs_files")
-    with _temp_user(mysql_db, "SELECT") as user:
+    with mysql_user(mysql_db, "SELECT") as user:
         def limited() -> Any:
             return MySQLdb.connect(host="127.0.0.1", user=user.name, password=user.password, database=mysql_db.name,
                                    charset="utf8mb4", local_infile=1)

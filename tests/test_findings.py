@@ -29,8 +29,8 @@ from cloudtrail_mysql.findings import (
     load_controls,
     parse,
 )
-from conftest import make_sample_day, read_events
-from test_dag import _connections, _dags_test, _put
+from conftest import airflow_connections, make_sample_day, read_events
+from test_dag import _dags_test, _put
 
 DAY = date(2017, 4, 10)
 ACCOUNT = "111122223333"
@@ -568,7 +568,7 @@ def test_daily_run_fills_findings_reports_them_publishes_the_asset_and_reruns_id
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps([{"id": "Team.trail", "title": "Trail API calls", "severity": "High",
                                  "pattern": '{ $.eventSource = "cloudtrail.amazonaws.com" }'}]))
-    env = {**_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
+    env = {**airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
     conf = {"controls_file": str(mine)}
 
     run = _dags_test(airflow_env, DAY, env, conf=conf)

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from conftest import CLI, make_sample_day, read_events, run_cli
+from conftest import import_summary as _summary
 from test_faults import monitor  # noqa: F401 - the fixture: a second MySQL session that watches the loader
 
 DAY_FOLDER = "AWSLogs/111122223333/CloudTrail/us-east-1/2017/04/10"
@@ -40,12 +41,6 @@ def _hostile_path(root: Path, uid: str) -> Path:
     path = root / DAY_FOLDER / f"111122223333_CloudTrail_us-east-1_20170410T2355Z_{uid}.json.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _summary(stdout: str) -> dict[str, int]:
-    match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", stdout)
-    assert match, f"no summary line in stdout:\n{stdout}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _good_files(root: Path, records: int = 120) -> list[Path]:

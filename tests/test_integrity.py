@@ -23,26 +23,19 @@ from cloudtrail_mysql import sql
 from conftest import (
     CLI,
     database_exists,
-    drop_database,
     make_sample_day,
     mysql_url,
     read_events,
     run_cli,
-    unique_database_name,
     upload_files,
 )
+from conftest import import_summary as _summary
 
 WORKERS = ("--workers", "2")
 
 
 def _import(source: Any, db: Any, *extra: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return run_cli("import", source, "--mysql-url", db.url, *WORKERS, *extra, env=env)
-
-
-def _summary(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    match = re.search(r"(\d+) files loaded, (\d+) already loaded, (\d+) skipped, (\d+) failed; (\d+) rows", result.stdout)
-    assert match, f"no summary line:\n{result.stdout}\n{result.stderr}"
-    return dict(zip(("loaded", "already_loaded", "skipped", "failed", "rows"), map(int, match.groups()), strict=True))
 
 
 def _gz(document: Any) -> bytes:
@@ -53,15 +46,12 @@ def _gz(document: Any) -> bytes:
 @pytest.mark.parametrize(
     "table", ["logs_files", "logs_daily_events", "logs_daily_anything", "logs_parts_events", "logs_findings", "logs_dropped_days", "x__migrating"]
 )
-def test_a_derived_table_name_is_refused_before_anything_is_created(table: str, mysql_server, sample_day) -> None:
-    name = unique_database_name()
-    try:
-        result = run_cli("import", sample_day.root, "--mysql-url", mysql_url(name), "--table", table)
-        assert result.returncode == 2, result.stdout + result.stderr
-        assert f"invalid table name {table!r}" in result.stderr and "the loader's own tables" in result.stderr
-        assert not database_exists(name)
-    finally:
-        drop_database(name)
+def test_a_derived_table_name_is_refused_before_anything_is_created(table: str, absent_database: str, sample_day) -> None:
+    name = absent_database
+    result = run_cli("import", sample_day.root, "--mysql-url", mysql_url(name), "--table", table)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"invalid table name {table!r}" in result.stderr and "the loader's own tables" in result.stderr
+    assert not database_exists(name)
 
 
 def test_the_table_param_of_the_dag_refuses_derived_names() -> None:
@@ -276,7 +266,7 @@ def test_a_worker_killed_mid_import_fails_its_file_by_name_and_a_rerun_is_exact(
     source, error = failed[0]
     assert f"the worker process loading it (pid {victim}) was killed by SIGKILL" in error
     assert f"FAILED {error}" in stderr and f"  {source}: the worker process loading it (pid {victim})" in stderr
-    summary = _summary(type("R", (), {"stdout": stdout, "stderr": stderr})())
+    summary = _summary(stdout)
     assert summary["failed"] == 1 and summary["loaded"] == len(files) - 1
     assert mysql_db.count() == sum(files.values()) - files[Path(source)]
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cloudtrail_mysql.sample import day_files
+from conftest import airflow_connections
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAY = date(2017, 5, 16)
@@ -47,12 +48,6 @@ def test_the_operator_names_its_inputs_and_output_as_the_providers_do(monkeypatc
     ]
 
 
-def _connections(endpoint: str, mysql_url: str) -> dict[str, str]:
-    aws = {"conn_type": "aws", "login": "testing", "password": "testing",
-           "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws), "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url}
-
-
 @pytest.mark.slow
 def test_a_runs_lineage_events_carry_the_load_tasks_inputs_and_output(
     airflow_env: dict[str, str], s3_bucket: tuple[Any, str], mysql_db: Any, s3_server: str, tmp_path: Path
@@ -68,7 +63,7 @@ def test_a_runs_lineage_events_carry_the_load_tasks_inputs_and_output(
         prefixes.add(item.key.rsplit("/", 1)[0] + "/")
     events_file = tmp_path / "openlineage.jsonl"
     env = {
-        **os.environ, **airflow_env, **_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
+        **os.environ, **airflow_env, **airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket,
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events_file), "append": True}),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "cloudtrail-tests",
     }

@@ -13,8 +13,6 @@ import socket
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from itertools import pairwise
 from pathlib import Path
@@ -24,7 +22,12 @@ import pytest
 
 from cloudtrail_mysql.cli import main
 from cloudtrail_mysql.report import render_day_report
-from conftest import database_exists, drop_database, make_sample_day, read_events, unique_database_name
+from conftest import (
+    database_exists,
+    make_sample_day,
+    mysql_user,
+    read_events,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,17 +62,14 @@ def test_report_on_a_missing_table_says_which_and_what_to_do(mysql_db, capsys, t
     assert str(len(sample.events())) in capsys.readouterr().out
 
 
-def test_report_on_a_missing_database_says_so_and_creates_nothing(mysql_server, capsys) -> None:
-    name = unique_database_name()
+def test_report_on_a_missing_database_says_so_and_creates_nothing(absent_database: str, capsys) -> None:
+    name = absent_database
     url = f"mysql://root@127.0.0.1:3306/{name}"
-    try:
-        err = _error(capsys, "report", "--mysql-url", url)
-        assert f"the database {name} does not exist at root@127.0.0.1:3306" in err
-        assert "cloudtrail-mysql import SOURCE creates it" in err and "--mysql-url" in err
-        assert "1049" not in err
-        assert not database_exists(name)
-    finally:
-        drop_database(name)
+    err = _error(capsys, "report", "--mysql-url", url)
+    assert f"the database {name} does not exist at root@127.0.0.1:3306" in err
+    assert "cloudtrail-mysql import SOURCE creates it" in err and "--mysql-url" in err
+    assert "1049" not in err
+    assert not database_exists(name)
 
 
 def test_report_on_a_table_the_loader_did_not_make(mysql_db, capsys, tmp_path: Path) -> None:
@@ -80,30 +80,11 @@ def test_report_on_a_table_the_loader_did_not_make(mysql_db, capsys, tmp_path: P
     assert "1054" not in err
 
 
-@contextmanager
-def _user_reading_only(db: Any, table: str) -> Iterator[tuple[str, str]]:
-    """A MySQL user allowed SELECT on one table of the database only; yields (url, password)."""
-    name, password = f"ctm_nc_{secrets.token_hex(5)}", f"S3cr3t-{secrets.token_hex(8)}"
-    hosts = ("%", "localhost", "127.0.0.1")
-    conn = db.connect()
-    try:
-        cursor = conn.cursor()
-        try:
-            for host in hosts:
-                cursor.execute("CREATE USER %s@%s IDENTIFIED BY %s", (name, host, password))
-                cursor.execute(f"GRANT SELECT ON `{db.name}`.`{table}` TO %s@%s", (name, host))
-            yield f"mysql://{name}:{password}@127.0.0.1:3306/{db.name}", password
-        finally:
-            for host in hosts:
-                cursor.execute("DROP USER IF EXISTS %s@%s", (name, host))
-    finally:
-        conn.close()
-
-
 def test_report_refused_by_a_missing_privilege_points_to_the_grants(mysql_db, capsys, tmp_path: Path) -> None:
     sample = make_sample_day(tmp_path / "day", records=60, accounts=("111122223333",), regions=("us-east-1",))
     _import(capsys, sample.root, mysql_db.url)
-    with _user_reading_only(mysql_db, "logs") as (url, password):  # not logs_files, the manifest
+    with mysql_user(mysql_db, "SELECT", table="logs") as user:  # not logs_files, the manifest
+        url, password = user.url(), user.password
         code = main(["report", "--mysql-url", url])
         captured = capsys.readouterr()
     assert code == 2

@@ -15,15 +15,10 @@ from typing import Any
 import pytest
 
 from cloudtrail_mysql.sample import day_files
+from conftest import airflow_connections
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 DAY = date(2017, 5, 9)
-
-
-def _connections(endpoint: str, mysql_url: str) -> dict[str, str]:
-    aws = {"conn_type": "aws", "login": "testing", "password": "testing",
-           "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    return {"AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws), "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url}
 
 
 @pytest.mark.slow
@@ -40,7 +35,7 @@ def test_the_day_report_goes_to_s3_and_its_link_is_in_the_log_and_on_the_task(
     reports = f"{bucket}-reports"  # not the trail's bucket
     client.create_bucket(Bucket=reports)
     try:
-        env = {**os.environ, **airflow_env, **_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
+        env = {**os.environ, **airflow_env, **airflow_connections(s3_server, mysql_db.url), "CLOUDTRAIL_BUCKET": bucket}
         conf = {"report_location": f"s3://{reports}/cloudtrail/daily/"}
         run = subprocess.run([str(AIRFLOW), "dags", "test", "cloudtrail_daily", DAY.isoformat(), "--conf", json.dumps(conf)],
                              env=env, capture_output=True, text=True, timeout=600)

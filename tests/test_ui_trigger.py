@@ -36,6 +36,8 @@ from typing import Any
 
 import pytest
 
+from conftest import airflow_connections
+
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = Path(sys.executable).parent / "airflow"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -236,12 +238,6 @@ def _airflow_env(home: Path, port: int, s3_endpoint: str, mysql_url: str) -> dic
     """os.environ without any Airflow setting or CLOUDTRAIL_BUCKET, plus this instance's settings."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("AIRFLOW_") and name != "CLOUDTRAIL_BUCKET"}
-    aws = {
-        "conn_type": "aws",
-        "login": "testing",
-        "password": "testing",
-        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-    }
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -265,8 +261,7 @@ def _airflow_env(home: Path, port: int, s3_endpoint: str, mysql_url: str) -> dic
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
         # Only the run triggered from the form: no scheduled run appears when the DAG is unpaused.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws),
-        "AIRFLOW_CONN_MYSQL_DEFAULT": mysql_url,
+        **airflow_connections(s3_endpoint, mysql_url),
     })
     return env
 

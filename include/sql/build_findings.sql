@@ -10,6 +10,19 @@
 -- Each event counts once, as in the summaries: of an event delivered twice (same time and eventID),
 -- only the copy in the file loaded first (the lowest file id, then record) counts, whichever
 -- delivery day holds it; it is a finding when it matches.
+{#- One INSERT per control into the findings, of the rows of ``source`` (whose delivery day is in
+    the column ``delivery_day``) that the caller's condition for the control selects. #}
+{% macro insert_findings(source, delivery_day) -%}
+{% for control in params.controls %}
+INSERT INTO `{{ params.table }}_findings`
+    (event_day, control, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId, awsRegion, principal,
+     sourceIPAddress, eventName, errorCode)
+SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, {{ delivery_day }}, eventTime, recipientAccountId,
+       awsRegion, principal, sourceIPAddress, eventName, errorCode
+FROM {{ source }}
+WHERE {{ caller(control) }};
+{% endfor %}
+{%- endmacro -%}
 {% if params.all_days %}
 DELETE FROM `{{ params.table }}_findings`;
 {% else %}
@@ -17,15 +30,9 @@ DELETE FROM `{{ params.table }}_findings` WHERE deliveryDay = %(day)s;
 {% endif %}
 
 {% if params.from_parts %}
-{% for control in params.controls %}
-INSERT INTO `{{ params.table }}_findings`
-    (event_day, control, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId, awsRegion, principal,
-     sourceIPAddress, eventName, errorCode)
-SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, delivery_day, eventTime, recipientAccountId,
-       awsRegion, principal, sourceIPAddress, eventName, errorCode
-FROM `{{ params.table }}_parts_findings`
-WHERE delivery_day = %(day)s AND controls_matched & {{ 2 ** (control.number - 1) }} <> 0;
-{% endfor %}
+{% call(control) insert_findings("`" ~ params.table ~ "_parts_findings`", "delivery_day") -%}
+delivery_day = %(day)s AND controls_matched & {{ 2 ** (control.number - 1) }} <> 0
+{%- endcall %}
 {% else %}
 DROP TEMPORARY TABLE IF EXISTS findings_candidates;
 
@@ -60,15 +67,9 @@ WHERE c.eventID IS NOT NULL
               WHERE o.eventTimestamp = c.eventTime AND o.eventID = c.eventID
                 AND (o.sourceFileId < c.sourceFileId OR (o.sourceFileId = c.sourceFileId AND o.recordIndex < c.recordIndex)));
 
-{% for control in params.controls %}
-INSERT INTO `{{ params.table }}_findings`
-    (event_day, control, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId, awsRegion, principal,
-     sourceIPAddress, eventName, errorCode)
-SELECT event_day, %(c{{ control.number }}_id)s, sourceFileId, recordIndex, deliveryDay, eventTime, recipientAccountId,
-       awsRegion, principal, sourceIPAddress, eventName, errorCode
-FROM findings_candidates
-WHERE matches_{{ control.number }} <> 0;
-{% endfor %}
+{% call(control) insert_findings("findings_candidates", "deliveryDay") -%}
+matches_{{ control.number }} <> 0
+{%- endcall %}
 
 DROP TEMPORARY TABLE findings_candidates;
 {% endif %}

@@ -166,9 +166,8 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_source_ips` (
 -- (build_summaries.sql): the first copy of each event that matches a control, with one bit per
 -- control (bit n-1 for the n-th control of the list it was built for). build_findings.sql takes a
 -- day's part only when <table>_parts_findings_built says it was built for the same controls.
-CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_findings` (
-    delivery_day DATE NOT NULL,
-    event_day DATE NOT NULL,
+{#- A finding's own columns, here and in <table>_findings alike. #}
+{% set finding_columns -%}
     sourceFileId BIGINT NOT NULL,
     recordIndex INT NOT NULL,
     eventTime DATETIME NOT NULL,
@@ -178,6 +177,11 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_findings` (
     sourceIPAddress VARCHAR(255) NULL,
     eventName VARCHAR(255) NULL,
     errorCode VARCHAR(255) NULL,
+{%- endset -%}
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_parts_findings` (
+    delivery_day DATE NOT NULL,
+    event_day DATE NOT NULL,
+    {{ finding_columns }}
     controls_matched BIGINT UNSIGNED NOT NULL,
     PRIMARY KEY (delivery_day, sourceFileId, recordIndex)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
@@ -204,15 +208,7 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (
 CREATE TABLE IF NOT EXISTS `{{ params.table }}_findings` (
     event_day DATE NOT NULL,
     control VARCHAR(64) NOT NULL,
-    sourceFileId BIGINT NOT NULL,
-    recordIndex INT NOT NULL,
-    eventTime DATETIME NOT NULL,
-    recipientAccountId VARCHAR(64) NULL,
-    awsRegion VARCHAR(64) NULL,
-    principal VARCHAR(512) NOT NULL,
-    sourceIPAddress VARCHAR(255) NULL,
-    eventName VARCHAR(255) NULL,
-    errorCode VARCHAR(255) NULL,
+    {{ finding_columns }}
     -- The delivery day of the event's file (its partition of the logs table): rebuilt by delivery day.
     deliveryDay DATE NOT NULL,
     PRIMARY KEY (event_day, control, sourceFileId, recordIndex),

@@ -24,6 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date
 from pathlib import Path
@@ -387,8 +388,7 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
         server = target.connect(with_database=False)
         try:
             cursor = server.cursor()
-            for statement in sql.split_statements(sql.render("create_database.sql", database=target.database)):
-                cursor.execute(statement)
+            sql.execute_statements(cursor, sql.split_statements(sql.render("create_database.sql", database=target.database)))
             server.commit()
         except MySQLdb.Error as error:
             raise setup_error(error, f"cannot create the database {target.database}") or error from None
@@ -495,33 +495,37 @@ def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str |
               f"{sum(found.values())} ({', '.join(f'{c} {n}' for c, n in found.items()) or 'none'})")
 
 
-def run_summarize(args: argparse.Namespace) -> int:
-    from cloudtrail_mysql.daytasks import delivery_days
-
+@contextmanager
+def _table_connection(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """A connection to --mysql-url and the --table it works on (validated first), closed after."""
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
     conn = target.connect()
     try:
+        yield conn, table
+    finally:
+        conn.close()
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    from cloudtrail_mysql.daytasks import delivery_days
+
+    with _table_connection(args) as (conn, table):
         MySqlWriter(conn, table).ensure_schema()
         days = delivery_days(conn, table) if args.all else [date.fromisoformat(day) for day in args.day]
         if not days:
             print(f"{table}: no delivery day to summarise (give --day D, or --all)", file=sys.stderr)
             return 2
         _summarize(conn, table, days, args.controls)
-    finally:
-        conn.close()
     return 0
 
 
 def run_retention(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
 
-    target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_table_name(args.table)
     if args.retention_days < 1:
         raise ValueError("--retention-days keeps at least 1 day")
-    conn = target.connect()
-    try:
+    with _table_connection(args) as (conn, table):
         MySqlWriter(conn, table).ensure_schema()
         loaded = delivery_days(conn, table)
         day = date.fromisoformat(args.day) if args.day else (loaded[-1] if loaded else None)
@@ -529,8 +533,6 @@ def run_retention(args: argparse.Namespace) -> int:
             print(f"{table}: no delivery day loaded yet, nothing to keep or drop")
             return 0
         print(apply_retention(conn, table, day, args.retention_days).describe(table))
-    finally:
-        conn.close()
     return 0
 
 
@@ -538,18 +540,13 @@ def run_migrate(args: argparse.Namespace) -> int:
     from cloudtrail_mysql.daytasks import delivery_days
     from cloudtrail_mysql.migrate import migrate_table
 
-    target = MySqlTarget.from_url(args.mysql_url)
-    table = sql.validate_table_name(args.table)
-    conn = target.connect()
-    try:
+    with _table_connection(args) as (conn, table):
         writer = MySqlWriter(conn, table)
         result = migrate_table(conn, table, writer.collation(), say=lambda line: print(line, file=sys.stderr))
         writer.ensure_schema()  # tables added since (the summaries' parts, <table>_dropped_days)
         if result.migrated:
             # Each delivery day's part of the summaries, which tables before 0.2.0 did not keep.
             _summarize(conn, table, delivery_days(conn, table))
-    finally:
-        conn.close()
     print(result.describe())
     return 0
 
@@ -1033,7 +1030,6 @@ def _dry_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import MySQLdb
-    from botocore.exceptions import BotoCoreError, ClientError
 
     args = build_parser().parse_args(argv)
     # Failures are printed once, by the summary; the core's log lines are for Airflow's task logs,
@@ -1048,10 +1044,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MySQLdb.Error as exc:
         print(f"cloudtrail-mysql: error: {describe_mysql_error(exc)}", file=sys.stderr)
         return 2
-    except (
-        ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, BotoCoreError, ClientError,
-        NotPartitioned, TimeoutError,
-    ) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _REPORTED + _boto_errors()):
+            raise
         print(f"cloudtrail-mysql: error: {exc}", file=sys.stderr)
         hint = _hint(exc)
         if hint:
@@ -1074,11 +1069,23 @@ def _stopped(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
+# Errors that the command reports in a line (and a hint), not with a traceback.
+_REPORTED: tuple[type[Exception], ...] = (
+    ConnectionError, ValueError, FileNotFoundError, LookupError, MySqlSetupError, NotPartitioned, TimeoutError,
+)
+
+
+def _boto_errors() -> tuple[type[Exception], ...]:
+    """botocore's errors, once S3 was used (botocore imported): a local import never loads botocore
+    (about 3 MB) just to name errors it cannot raise."""
+    errors = sys.modules.get("botocore.exceptions")
+    return (errors.BotoCoreError, errors.ClientError) if errors else ()
+
+
 def _hint(exc: BaseException) -> str | None:
     """What to do about an error whose message alone leaves a newcomer guessing; names no secret."""
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+    errors = sys.modules.get("botocore.exceptions")
+    if errors and isinstance(exc, (errors.NoCredentialsError, errors.PartialCredentialsError)):
         return (
             "these are the AWS credentials for reading S3, which boto3 did not find: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (plus AWS_SESSION_TOKEN for temporary ones), or AWS_PROFILE naming a profile "

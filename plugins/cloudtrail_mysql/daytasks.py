@@ -25,13 +25,8 @@ def run_sql_file(conn: Any, name: str, table: str, rendering: dict[str, Any] | N
     params; values bound by name); seconds."""
     started = time.monotonic()
     rendered = sql.render(name, table=sql.validate_identifier(table), **(rendering or {}))
-    # Compiled controls make statements too long for sqlparse; such files end statements at line ends.
-    statements = sql.split_long_statements(rendered) if rendering else sql.split_statements(rendered)
     cursor = conn.cursor()
-    for statement in statements:
-        cursor.execute(statement, values if values and "%(" in statement else None)
-        if cursor.description:
-            cursor.fetchall()
+    sql.execute_statements(cursor, sql.split_statements(rendered), values)
     cursor.close()
     conn.commit()
     return time.monotonic() - started

@@ -590,7 +590,7 @@ def render_build(
     rendered = sql.render(
         "build_findings.sql", table=table, controls=compiled.controls, all_days=all_days, from_parts=from_parts
     )
-    return sql.split_long_statements(rendered), dict(compiled.params)
+    return sql.split_statements(rendered), dict(compiled.params)
 
 
 def _part_is_current(cursor: Any, table: str, day: str, compiled: CompiledControls) -> bool:
@@ -615,8 +615,7 @@ def build_findings(conn: Any, table: str, controls: Sequence[Control], day: str 
         statements, params = render_build(table, controls, all_days=day is None, from_parts=from_parts)
         if day is not None:
             params["day"] = day
-        for statement in statements:
-            cursor.execute(statement, params if "%(" in statement else None)
+        sql.execute_statements(cursor, statements, params)
         cursor.execute(sql.macro("day_report.sql", "findings_per_control", table, day is None), {"day": day})
         counts = {str(control): int(n) for control, n in cursor.fetchall()}
         conn.commit()

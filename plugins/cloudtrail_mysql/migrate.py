@@ -92,8 +92,7 @@ def migrate_table(
         raise RuntimeError(f"{table}: the copy holds {rows} rows, the table {before}; nothing was changed")
     if _values(cursor, macro("index_names", table)):
         say(f"{table}: adding the indexes to the copy")
-        for statement in sql.split_statements(sql.render("create_indexes.sql", table=new)):
-            cursor.execute(statement)
+        sql.execute_statements(cursor, sql.split_statements(sql.render("create_indexes.sql", table=new)))
     cursor.execute(macro("file_event_bounds", table, new))
     conn.commit()
     cursor.execute(macro("swap", table, new, old))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -84,21 +85,27 @@ def render(name: str, **params: Any) -> str:
     return _environment(str(sql_dir())).get_template(name).render(params=params)
 
 
-def split_statements(sql: str) -> list[str]:
-    """Statements of a rendered file, in order, without the trailing semicolons."""
-    import sqlparse
-
-    statements = sqlparse.split(sqlparse.format(sql, strip_comments=True))
-    return [s.strip().rstrip(";").strip() for s in statements if s.strip().rstrip(";").strip()]
+# A statement's end: ';' at the end of a line (see split_statements).
+_STATEMENT_END = re.compile(r";[ \t]*(?:\n|$)")
 
 
-def split_long_statements(rendered: str) -> list[str]:
-    """Statements of a rendered file whose statements each end with ';' at the end of a line and
-    whose comments are whole '--' lines: for files with compiled controls, whose statements of
-    10,000 tokens make sqlparse give up."""
+def split_statements(rendered: str) -> list[str]:
+    """Statements of a rendered file, in order, without comments and the trailing semicolons.
+
+    The files of include/sql keep to two rules that make this a split of the text: a statement
+    ends with ';' at the end of a line, and a comment is a whole '--' line. A SQL parser is not
+    needed, and sqlparse gives up on the 10,000-token statements of compiled controls."""
     lines = [line for line in rendered.splitlines() if not line.lstrip().startswith("--")]
-    statements = re.split(r";[ \t]*(?:\n|$)", "\n".join(lines))
-    return [statement.strip() for statement in statements if statement.strip()]
+    return [statement.strip() for statement in _STATEMENT_END.split("\n".join(lines)) if statement.strip()]
+
+
+def execute_statements(cursor: Any, statements: Iterable[str], params: Mapping[str, Any] | None = None) -> None:
+    """Run ``statements`` in order, each bound to ``params`` only if it names one (%(name)s), so
+    that a statement without parameters keeps any '%' of its text as written."""
+    for statement in statements:
+        cursor.execute(statement, params if params and "%(" in statement else None)
+        if cursor.description:
+            cursor.fetchall()
 
 
 @lru_cache(maxsize=256)

@@ -62,8 +62,7 @@ class LogsTable:
         cursor.execute(sql.macro(LOADER_SQL, "existing_tables"))
         existing = {str(name) for (name,) in cursor.fetchall()}
         if not wanted <= existing:
-            for statement in sql.split_statements(rendered):
-                cursor.execute(statement)
+            sql.execute_statements(cursor, sql.split_statements(rendered))
         cursor.close()
         conn.commit()
         partitions.check_partitioned(conn, self.name)
