@@ -8,7 +8,7 @@ DEMO_MYSQL_URL ?= mysql://root@127.0.0.1:3306/cloudtrail_demo
 DEMO_DIR := .demo
 DEMO_DAY ?= 2017-04-10
 
-.PHONY: install system-deps demo lint test test-quick test-airflow2 bench clean
+.PHONY: install system-deps demo lint test test-quick test-airflow2 test-airflow30 test-lanes bench clean
 
 install: $(BIN)/cloudtrail-mysql
 
@@ -44,9 +44,16 @@ test: install
 test-quick: install
 	$(BIN)/pytest -m "not slow and not ui and not airflow" $(ARGS)
 
-# The same DAG and plugins on Airflow 2.11 (.venv-airflow2/ from constraints/airflow-2.txt).
+# The same DAG and plugins on other Airflow versions (scripts/airflow-lane.sh): the lane's tests, ARGS=... for pytest.
+# Airflow 2.11: .venv-airflow2/ from constraints/airflow-2.txt.
 test-airflow2:
-	scripts/airflow2-lane.sh
+	scripts/airflow-lane.sh 2 $(ARGS)
+
+# The oldest Airflow 3 allowed, 3.0: .venv-airflow30/ from constraints/airflow-3.0.txt.
+test-airflow30:
+	scripts/airflow-lane.sh 3.0 $(ARGS)
+
+test-lanes: test-airflow2 test-airflow30
 
 # Loader speed and memory against the tutorial's way and LOAD DATA, on generated data (see bench/bench.py).
 BENCH_ARGS ?=
@@ -54,4 +61,4 @@ bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-airflow2 $(DEMO_DIR) .bench .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-airflow2 .venv-airflow30 $(DEMO_DIR) .bench .pytest_cache .ruff_cache .mypy_cache

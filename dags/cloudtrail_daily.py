@@ -369,7 +369,9 @@ with DAG(
         emit_table_asset(context["task"], context, params["mysql_conn_id"], params["table"])
         return seconds
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    # One XCom, the whole dict (multiple_outputs=False): Airflow 3.0's task API refuses an XCom whose
+    # value is None, which kept_from is when retention is off.
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def apply_retention(day: str, **context: Any) -> dict[str, Any]:
         """Keep the last retention_days delivery days up to the run's day; older ones leave whole."""
         from cloudtrail_mysql.hooks import BoundedMySqlHook

@@ -48,7 +48,7 @@ def _dagbag(env: dict[str, str]) -> Any:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.airflow2
+@pytest.mark.lane
 def test_every_task_has_a_timeout_and_the_run_too_configurable_by_environment(airflow_env: dict[str, str]) -> None:
     default = _dagbag(airflow_env)
     assert default["errors"] == {}

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 
-@pytest.mark.airflow2
+@pytest.mark.lane
 def test_every_name_comes_from_the_running_airflows_own_home() -> None:
     import airflow
 

@@ -107,7 +107,7 @@ def _dagbag(folder: Path) -> Any:
     return DagBag(str(folder))
 
 
-@pytest.mark.airflow2
+@pytest.mark.lane
 def test_dagbag_has_the_daily_dag_without_import_errors(airflow_env: dict[str, str]) -> None:
     bag = _dagbag(REPO / "dags")
     assert bag.import_errors == {}
@@ -149,7 +149,7 @@ def test_param_table_refuses_sql(airflow_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.airflow2
+@pytest.mark.lane
 def test_daily_run_loads_exactly_the_day_then_reruns_change_nothing(
     airflow_env: dict[str, str], cloudtrail_bucket: Any, mysql_db: Any, s3_server: str
 ) -> None:

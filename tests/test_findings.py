@@ -556,7 +556,7 @@ def test_findings_from_the_summaries_scan_equal_a_scan_of_their_own(
 
 # -- the DAG --------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.airflow2
+@pytest.mark.lane
 def test_daily_run_fills_findings_reports_them_publishes_the_asset_and_reruns_identically(
     airflow_env: dict[str, str], s3_bucket: tuple[Any, str], mysql_db: Any, s3_server: str, tmp_path: Path
 ) -> None:

@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# Airflow 2 lane: the same DAG and plugins on Airflow 2.11 (what MWAA and many teams run).
+# A test lane: the same DAG and plugins on another Airflow than .venv's.
 #
-# 1. Creates or updates .venv-airflow2/ from constraints/airflow-2.txt (pinned, no download of
-#    Airflow's constraints file). Skipped when the constraints and pyproject.toml are unchanged
-#    since the last install; `rm -rf .venv-airflow2` forces a clean one.
-# 2. Runs, with that venv's pytest, the tests marked `airflow2` in tests/test_dag.py, tests/test_findings.py,
-#    tests/test_compat.py and tests/test_bounded.py: the DagBag
-#    test and an end-to-end `airflow dags test cloudtrail_daily <day>` run (plus its rerun and the
-#    next day). Extra arguments go to pytest.
+#   scripts/airflow-lane.sh 2      Airflow 2.11 (what MWAA 2 and many teams run)
+#   scripts/airflow-lane.sh 3.0    the oldest Airflow 3 that pyproject.toml allows
+#
+# 1. Creates or updates .venv-airflow<LANE without dots>/ (.venv-airflow2, .venv-airflow30) from
+#    constraints/airflow-<LANE>.txt (pinned, no download of Airflow's constraints file). Skipped when
+#    the constraints and pyproject.toml are unchanged since the last install; `rm -rf` the venv
+#    forces a clean one.
+# 2. Runs, with that venv's pytest, the tests marked `lane` in tests/test_dag.py, tests/test_findings.py,
+#    tests/test_compat.py and tests/test_bounded.py: the DagBag, the timeouts, compat.py and an
+#    end-to-end `airflow dags test cloudtrail_daily <day>` run (plus its rerun and the next day).
+#    Extra arguments go to pytest.
 #
 # Needs Python 3.11+, the MySQL client headers (mysqlclient builds from source) and MySQL/MariaDB on
 # 127.0.0.1:3306 (root, empty password), as `make test` does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+LANE="${1:-}"
+CONSTRAINTS="constraints/airflow-$LANE.txt"
+if [ -z "$LANE" ] || [ ! -f "$CONSTRAINTS" ]; then
+  echo "usage: $0 LANE [pytest arguments], LANE one of:" $(ls constraints | sed -n 's/^airflow-\(.*\)\.txt$/\1/p' | grep -vx 3) >&2
+  exit 2
+fi
+shift
 PYTHON="${PYTHON:-python3}"
-VENV=.venv-airflow2
-CONSTRAINTS=constraints/airflow-2.txt
+VENV=".venv-airflow${LANE//./}"
 STAMP="$VENV/.lane-installed"
 
 # The MySQL client headers, as `make system-deps` installs them.
@@ -48,8 +58,8 @@ fi
 
 version="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')"
 case "$version" in
-  2.*) echo "Airflow $version in $VENV" ;;
-  *) echo "ERROR: $VENV has Airflow $version, expected 2.x (rm -rf $VENV and run again)" >&2; exit 1 ;;
+  "$LANE".*) echo "Airflow $version in $VENV" ;;
+  *) echo "ERROR: $VENV has Airflow $version, expected $LANE.x (rm -rf $VENV and run again)" >&2; exit 1 ;;
 esac
 
-exec "$VENV/bin/pytest" tests/test_dag.py tests/test_findings.py tests/test_compat.py tests/test_bounded.py -m airflow2 -q -p no:cacheprovider "$@"
+exec "$VENV/bin/pytest" tests/test_dag.py tests/test_findings.py tests/test_compat.py tests/test_bounded.py -m lane -q -p no:cacheprovider "$@"
