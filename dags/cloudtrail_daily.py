@@ -34,7 +34,9 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    creates the tables where missing and D's partition of the logs table, lists the day (delimiter
    listings, page by page) and cuts it into key ranges; `load_batch` is mapped over them, at most 4
    at a time per DAG.
-3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
+3. `create_indexes` adds the tutorial's indexes where missing; `publish_day` swaps a fresh day,
+   which loaded into a table of its own without secondary indexes, into its partition with them
+   built in one pass (a day that had rows already loads in place); `build_summaries` rebuilds the daily
    summary tables for every event day the files touched, reading only the partitions that hold them,
    and in the same scan of D's partition finds the events that match a security control (CIS
    CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them;
@@ -232,6 +234,7 @@ with DAG(
         from cloudtrail_mysql.layout import plan_batches as cut_batches
         from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
+        from cloudtrail_mysql.staging import stage_days
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
@@ -250,6 +253,7 @@ with DAG(
                 writer.ensure_schema()
                 day_is_dropped(conn, params["table"], date.fromisoformat(day))
                 writer.ensure_day_partitions([date.fromisoformat(day)])
+                stage_days(conn, params["table"], [date.fromisoformat(day)])  # a fresh day loads on its own
             finally:
                 conn.close()
         except (NotPartitioned, DroppedDays) as exc:
@@ -351,6 +355,23 @@ with DAG(
         trigger_rule=TriggerRule.ALL_DONE,
     )
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def publish_day(day: str, **context: Any) -> dict[str, Any]:
+        """A fresh day loads into a table of its own (staging.py): here it takes its place in the
+        logs table, its indexes built in one pass. A day that already had rows has nothing to do."""
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+        from cloudtrail_mysql.staging import publish_days
+
+        params = context["params"]
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        try:
+            published = publish_days(conn, params["table"], [date.fromisoformat(day)])
+        finally:
+            conn.close()
+        for done in published:
+            print(f"{done.day}: {done.rows} rows {done.how} into {params['table']} in {done.seconds:.1f} s")
+        return {"published": [{"day": d.day.isoformat(), "rows": d.rows, "how": d.how} for d in published]}
+
     # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES], or on the table's Asset.
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CLOUDTRAIL_SUMMARIES, CLOUDTRAIL_TABLE])
     def build_summaries(day: str, **context: Any) -> float:
@@ -390,7 +411,7 @@ with DAG(
 
     summaries = build_summaries(day)
     findings = build_findings(day)
-    loads >> indexes >> summaries >> findings >> apply_retention(day)
+    loads >> indexes >> publish_day(day) >> summaries >> findings >> apply_retention(day)
     publish_findings(findings, day)
     # The day's files and rows by status (XCom) and the HTML day report, where report_location says.
     report_day = CloudTrailDayReportOperator(

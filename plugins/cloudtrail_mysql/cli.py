@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from cloudtrail_mysql import __version__, sql
+from cloudtrail_mysql import __version__, sql, staging
 from cloudtrail_mysql.files import FileResult, SourceFile
 from cloudtrail_mysql.front import LoadOptions, LoadSummary, kinds_for, open_writers, run_load
 from cloudtrail_mysql.layout import delivery_day
@@ -399,6 +399,7 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
         writer = MySqlWriter(conn, table)
         writer.ensure_schema()
         writer.ensure_day_partitions(days)
+        staging.stage_days(conn, table, days)
     except MySQLdb.Error as error:
         raise setup_error(error, f"cannot create the tables in {target.database}") or error from None
     finally:
@@ -454,8 +455,9 @@ def run_import(args: argparse.Namespace) -> int:
               f"{sum(n for _, n in summary.replacements)} earlier rows:")
         for location, replaced in summary.replacements:
             print(f"  {location}: replaced {replaced} rows of its earlier version")
+    days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
+    published = _publish_days(target, table, days)
     if args.summarize or args.retention_days:
-        days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
         conn = target.connect()
         try:
             if args.summarize:
@@ -465,6 +467,8 @@ def run_import(args: argparse.Namespace) -> int:
         finally:
             conn.close()
     args.summary = summary  # for --json
+    if not published:
+        return 1
     if summary.failures:
         print(f"{len(summary.failures)} file(s) failed and were not loaded:", file=sys.stderr)
         for failure in summary.failures:
@@ -479,6 +483,24 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_days(target: MySqlTarget, table: str, days: Sequence[date]) -> bool:
+    """The days loaded into tables of their own (staging.py) swapped into the logs table, indexes
+    built; False (said) if that could not be done now."""
+    try:
+        conn = target.connect()
+        try:
+            for published in staging.publish_days(conn, table, days):
+                print(f"{table}: delivery day {published.day} in place, {published.rows} rows {published.how} "
+                      f"in {published.seconds:.1f} s")
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - the files are loaded; said, with what finishes the job
+        print(f"{table}: the days loaded are not in the table yet ({exc}); run `cloudtrail-mysql summarize "
+              f"--table {table} --day D` (or this import again) to put them in place", file=sys.stderr)
+        return False
+    return True
+
+
 # -- summarize, retention, migrate ---------------------------------------------------------------
 def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str | None = None) -> None:
     """The DAG's work after a day's load: indexes where missing, then each day's summaries and findings."""
@@ -486,7 +508,8 @@ def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str |
     from cloudtrail_mysql.findings import build_findings, load_controls
 
     controls = load_controls(controls_file)
-    print(f"{table}: indexes where missing in {create_indexes(conn, table):.1f} s")
+    print(f"{table}: indexes where missing, and the days loaded on their own swapped in, in "
+          f"{create_indexes(conn, table, days):.1f} s")
     for day in days:
         print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day, controls):.1f} s")
         started = time.monotonic()
