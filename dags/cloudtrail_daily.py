@@ -138,6 +138,9 @@ def _minutes(variable: str, default: float) -> timedelta:
 # well under an hour per batch. The sensor waits up to 6 hours for the day's last deliveries.
 TASK_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_TASK_TIMEOUT_MINUTES", 60)
 LOAD_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES", 120)
+# The tasks after the loads send statements over a whole day (an index built, a scan): their MySQL
+# connections wait as long as the task may run, not the few minutes a file's statements get.
+DAY_TASK_READ_TIMEOUT = int(TASK_TIMEOUT.total_seconds())
 DAGRUN_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_DAGRUN_TIMEOUT_MINUTES", 12 * 60)
 RETRY_DELAY = _minutes("CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES", 2)
 
@@ -253,7 +256,6 @@ with DAG(
                 writer.ensure_schema()
                 day_is_dropped(conn, params["table"], date.fromisoformat(day))
                 writer.ensure_day_partitions([date.fromisoformat(day)])
-                stage_days(conn, params["table"], [date.fromisoformat(day)])  # a fresh day loads on its own
             finally:
                 conn.close()
         except (NotPartitioned, DroppedDays) as exc:
@@ -290,6 +292,12 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
+        if batches:  # a fresh day loads into a table of its own, swapped in by publish_day
+            conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+            try:
+                stage_days(conn, params["table"], [date.fromisoformat(day)])
+            finally:
+                conn.close()
         return PokeReturnValue(
             is_done=True,
             xcom_value=[
@@ -311,7 +319,7 @@ with DAG(
 
         params = context["params"]
         controls = _controls(params)
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
         finally:
@@ -352,6 +360,7 @@ with DAG(
         conn_id="{{ params.mysql_conn_id }}",
         sql="create_indexes.sql",
         split_statements=True,
+        hook_params={"read_timeout": DAY_TASK_READ_TIMEOUT},
         trigger_rule=TriggerRule.ALL_DONE,
     )
 
@@ -363,7 +372,7 @@ with DAG(
         from cloudtrail_mysql.staging import publish_days
 
         params = context["params"]
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             published = publish_days(conn, params["table"], [date.fromisoformat(day)])
         finally:
@@ -382,7 +391,7 @@ with DAG(
         from cloudtrail_mysql.operators import emit_table_asset
 
         params = context["params"]
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             seconds = daytasks.build_summaries(conn, params["table"], date.fromisoformat(day), _controls(params))
         finally:
@@ -400,7 +409,7 @@ with DAG(
         if not int(params["retention_days"]):
             print("retention_days is 0: every day is kept")
             return {"kept_from": None, "dropped_days": []}
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             result = keep_last_days(conn, params["table"], date.fromisoformat(day), int(params["retention_days"]))
         finally:

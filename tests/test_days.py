@@ -292,6 +292,8 @@ def _rendered_sql() -> dict[str, list[str]]:
                     "columns": ("eventName", "eventTime"), "count": 2, "with_source_key": True,
                     "with_delivery_day": True, "partitions": ("p20170410",), "old": ("g19700102",),
                     "names": ("p20170410",), "rows_table": "logs__migrating", "new": "logs__migrating",
+                    "stage": "logs__day_20170410", "partition": "p20170410",
+                    "indexes": (("ix_a", False, (("eventName", None),)), ("ix_b", True, (("eventTime", 10),))),
                 }
                 params = [args.get(arg, "logs") for arg in macro.arguments]
                 rendered[f"{path.name}:{name}"] = sql.split_statements(str(macro(*params)))

@@ -58,6 +58,9 @@ URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
 
 
 # mysqlclient options that take a number; a URL gives every option as text.
+# The day's tasks (indexes, the swap of a day loaded on its own, summaries, retention): a statement
+# over a tutorial-sized day (14M events) can take many minutes; a stalled server still fails them.
+DAY_TASK_READ_TIMEOUT = 6 * 3600
 _INTEGER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "local_infile", "compress", "client_flag"})
 
 
@@ -137,7 +140,9 @@ class MySqlTarget:
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
 
-    def connect(self, with_database: bool = True) -> Any:
+    def connect(self, with_database: bool = True, long_statements: bool = False) -> Any:
+        """A connection with bounded waits; ``long_statements``: for the day's tasks (an index built
+        over a day, a scan of it), whose one statement may take far longer than any file's."""
         import MySQLdb
 
         kwargs: dict[str, Any] = dict(self.options)
@@ -150,7 +155,7 @@ class MySqlTarget:
         kwargs.setdefault("local_infile", 1)  # lets the writer use LOAD DATA LOCAL INFILE when the server allows
         # Bounded waits: a connection killed while a file is streamed must fail (and be retried),
         # not hang. Generous enough for the largest statement the loader sends.
-        kwargs["read_timeout"] = int(kwargs.get("read_timeout", 300))
+        kwargs["read_timeout"] = int(kwargs.get("read_timeout", DAY_TASK_READ_TIMEOUT if long_statements else 300))
         kwargs["write_timeout"] = int(kwargs.get("write_timeout", 15))
         kwargs["connect_timeout"] = int(kwargs.get("connect_timeout", 10))
         if with_database:
@@ -458,7 +463,7 @@ def run_import(args: argparse.Namespace) -> int:
     days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
     published = _publish_days(target, table, days)
     if args.summarize or args.retention_days:
-        conn = target.connect()
+        conn = target.connect(long_statements=True)
         try:
             if args.summarize:
                 _summarize(conn, table, days, args.controls)
@@ -487,7 +492,7 @@ def _publish_days(target: MySqlTarget, table: str, days: Sequence[date]) -> bool
     """The days loaded into tables of their own (staging.py) swapped into the logs table, indexes
     built; False (said) if that could not be done now."""
     try:
-        conn = target.connect()
+        conn = target.connect(long_statements=True)
         try:
             for published in staging.publish_days(conn, table, days):
                 print(f"{table}: delivery day {published.day} in place, {published.rows} rows {published.how} "
@@ -523,7 +528,7 @@ def _table_connection(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
     """A connection to --mysql-url and the --table it works on (validated first), closed after."""
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
-    conn = target.connect()
+    conn = target.connect(long_statements=True)
     try:
         yield conn, table
     finally:
@@ -601,7 +606,7 @@ def run_report(args: argparse.Namespace) -> int:
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
     try:
-        conn = target.connect()
+        conn = target.connect(long_statements=True)
     except MySqlConnectError as exc:
         if exc.code != UNKNOWN_DATABASE:
             raise
@@ -676,7 +681,7 @@ def run_findings(args: argparse.Namespace) -> int:
     controls = load_controls(args.controls)
     titles = {control.id: control for control in controls}
     ensure_database(target, table)
-    conn = target.connect()
+    conn = target.connect(long_statements=True)
     try:
         if args.all:
             started = time.monotonic()

@@ -144,6 +144,8 @@ def stage_of(cursor: Any, table: str, day: date | None) -> str | None:
 def publish_days(conn: Any, table: str, days: Iterable[date] | None = None) -> list[PublishedDay]:
     """Swap each staged day of ``days`` (None: every staged day) into its partition, indexes built."""
     table = sql.validate_identifier(table)
+    if not _fetch(conn, sql.macro(_SQL, "table_exists"), (f"{table}_staged_days",))[0][0]:
+        return []  # a table made before staging, not loaded since
     markers = _markers(conn, table)
     conn.commit()
     chosen = sorted(markers if days is None else set(days) & set(markers))
