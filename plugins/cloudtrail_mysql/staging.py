@@ -29,7 +29,7 @@ from datetime import date
 from typing import Any
 
 from cloudtrail_mysql import partitions, sql
-from cloudtrail_mysql.mysql_errors import LOCK_WAIT_TIMEOUT, mysql_error_code
+from cloudtrail_mysql.mysql_errors import LOCK_WAIT_TIMEOUT, REFUSALS, mysql_error_code
 
 __all__ = ["DayBeingPublished", "PublishedDay", "publish_days", "stage_days", "stage_name", "stage_of"]
 
@@ -110,9 +110,18 @@ def stage_days(conn: Any, table: str, days: Iterable[date | None]) -> list[date]
             if _fetch(conn, sql.macro(_SQL, "partition_has_rows", table, partition)):
                 continue  # loaded before: its files go to the partition
             stage = stage_name(table, day)
-            # A stage without its row never received a file (files only go where the row says).
-            _run(conn, sql.macro(_SQL, "drop_table", stage))
-            _run(conn, sql.macro(_SQL, "create_stage", table, stage))
+            try:
+                # A stage without its row never received a file (files only go where the row says).
+                _run(conn, sql.macro(_SQL, "drop_table", stage))
+                _run(conn, sql.macro(_SQL, "create_stage", table, stage))
+            except Exception as exc:
+                if mysql_error_code(exc) not in REFUSALS:
+                    raise
+                # Without CREATE and DROP the day loads in place, as it would without staging.
+                log.warning("%s: delivery day %s loads into its partition (%s: staging needs CREATE, ALTER and "
+                            "DROP on the database)", table, day, exc)
+                conn.rollback()
+                break
             _run(conn, sql.macro(_SQL, "remove_partitioning", stage))
             indexes = _secondary_indexes(conn, stage) or ()
             if indexes:
@@ -216,6 +225,9 @@ def _swap_in(conn: Any, table: str, partition: str, stage: str) -> str:
 
 
 def _copy(conn: Any, table: str, stage: str) -> str:
+    conn.commit()
+    # Read committed: the copy then locks none of the rows it reads (a large day's overflow InnoDB's lock table).
+    _run(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
     _run(conn, sql.macro(_SQL, "copy_rows", table, stage))
     conn.commit()
     return "copied"
