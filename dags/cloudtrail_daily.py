@@ -34,7 +34,9 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    creates the tables where missing and D's partition of the logs table, lists the day (delimiter
    listings, page by page) and cuts it into key ranges; `load_batch` is mapped over them, at most 4
    at a time per DAG.
-3. `create_indexes` adds the tutorial's indexes where missing; `build_summaries` rebuilds the daily
+3. `create_indexes` adds the tutorial's indexes where missing; `publish_day` swaps a fresh day,
+   which loaded into a table of its own without secondary indexes, into its partition with them
+   built in one pass (a day that had rows already loads in place); `build_summaries` rebuilds the daily
    summary tables for every event day the files touched, reading only the partitions that hold them,
    and in the same scan of D's partition finds the events that match a security control (CIS
    CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them;
@@ -136,6 +138,9 @@ def _minutes(variable: str, default: float) -> timedelta:
 # well under an hour per batch. The sensor waits up to 6 hours for the day's last deliveries.
 TASK_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_TASK_TIMEOUT_MINUTES", 60)
 LOAD_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_LOAD_TIMEOUT_MINUTES", 120)
+# The tasks after the loads send statements over a whole day (an index built, a scan): their MySQL
+# connections wait as long as the task may run, not the few minutes a file's statements get.
+DAY_TASK_READ_TIMEOUT = int(TASK_TIMEOUT.total_seconds())
 DAGRUN_TIMEOUT = _minutes("CLOUDTRAIL_MYSQL_DAGRUN_TIMEOUT_MINUTES", 12 * 60)
 RETRY_DELAY = _minutes("CLOUDTRAIL_MYSQL_RETRY_DELAY_MINUTES", 2)
 
@@ -232,6 +237,7 @@ with DAG(
         from cloudtrail_mysql.layout import plan_batches as cut_batches
         from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
+        from cloudtrail_mysql.staging import stage_days
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
@@ -286,6 +292,12 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
+        if batches:  # a fresh day loads into a table of its own, swapped in by publish_day
+            conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+            try:
+                stage_days(conn, params["table"], [date.fromisoformat(day)])
+            finally:
+                conn.close()
         return PokeReturnValue(
             is_done=True,
             xcom_value=[
@@ -307,7 +319,7 @@ with DAG(
 
         params = context["params"]
         controls = _controls(params)
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             counts = findings.build_findings(conn, validate_identifier(params["table"]), controls, day)
         finally:
@@ -348,8 +360,26 @@ with DAG(
         conn_id="{{ params.mysql_conn_id }}",
         sql="create_indexes.sql",
         split_statements=True,
+        hook_params={"read_timeout": DAY_TASK_READ_TIMEOUT},
         trigger_rule=TriggerRule.ALL_DONE,
     )
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def publish_day(day: str, **context: Any) -> dict[str, Any]:
+        """A fresh day loads into a table of its own (staging.py): here it takes its place in the
+        logs table, its indexes built in one pass. A day that already had rows has nothing to do."""
+        from cloudtrail_mysql.hooks import BoundedMySqlHook
+        from cloudtrail_mysql.staging import publish_days
+
+        params = context["params"]
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
+        try:
+            published = publish_days(conn, params["table"], [date.fromisoformat(day)])
+        finally:
+            conn.close()
+        for done in published:
+            print(f"{done.day}: {done.rows} rows {done.how} into {params['table']} in {done.seconds:.1f} s")
+        return {"published": [{"day": d.day.isoformat(), "rows": d.rows, "how": d.how} for d in published]}
 
     # Downstream DAGs can be scheduled on it: schedule=[CLOUDTRAIL_SUMMARIES], or on the table's Asset.
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=[CLOUDTRAIL_SUMMARIES, CLOUDTRAIL_TABLE])
@@ -361,7 +391,7 @@ with DAG(
         from cloudtrail_mysql.operators import emit_table_asset
 
         params = context["params"]
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             seconds = daytasks.build_summaries(conn, params["table"], date.fromisoformat(day), _controls(params))
         finally:
@@ -381,7 +411,7 @@ with DAG(
         if not int(params["retention_days"]):
             print("retention_days is 0: every day is kept")
             return {"kept_from": None, "dropped_days": []}
-        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
+        conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"], read_timeout=DAY_TASK_READ_TIMEOUT).get_conn()
         try:
             result = keep_last_days(conn, params["table"], date.fromisoformat(day), int(params["retention_days"]))
         finally:
@@ -392,7 +422,7 @@ with DAG(
 
     summaries = build_summaries(day)
     findings = build_findings(day)
-    loads >> indexes >> summaries >> findings >> apply_retention(day)
+    loads >> indexes >> publish_day(day) >> summaries >> findings >> apply_retention(day)
     publish_findings(findings, day)
     # The day's files and rows by status (XCom) and the HTML day report, where report_location says.
     report_day = CloudTrailDayReportOperator(

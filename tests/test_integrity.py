@@ -44,7 +44,10 @@ def _gz(document: Any) -> bytes:
 
 # -- 6. names the loader derives are refused as --table -----------------------------------------
 @pytest.mark.parametrize(
-    "table", ["logs_files", "logs_daily_events", "logs_daily_anything", "logs_parts_events", "logs_findings", "logs_dropped_days", "x__migrating"]
+    "table", [
+        "logs_files", "logs_daily_events", "logs_daily_anything", "logs_parts_events", "logs_findings", "logs_dropped_days",
+        "logs_staged_days", "logs__day_20170410", "x__migrating",
+    ]
 )
 def test_a_derived_table_name_is_refused_before_anything_is_created(table: str, absent_database: str, sample_day) -> None:
     name = absent_database

@@ -23,6 +23,9 @@ FROM {{ source }}
 WHERE {{ caller(control) }};
 {% endfor %}
 {%- endmacro -%}
+-- Read committed (this session only): a scan of the day then locks none of the rows it reads (the
+-- shared locks of 14M rows overflow InnoDB's lock table, error 1206; see build_summaries.sql).
+SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;
 {% if params.all_days %}
 DELETE FROM `{{ params.table }}_findings`;
 {% else %}

@@ -201,6 +201,16 @@ CREATE TABLE IF NOT EXISTS `{{ params.table }}_dropped_days` (
     dropped_at DATETIME NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
 
+-- Delivery days loading into a table of their own (<table>__day_YYYYMMDD, no secondary index)
+-- until they are swapped into their partition, empty until then (cloudtrail_mysql/staging.py).
+-- closing: being swapped in; files of the day wait for it.
+CREATE TABLE IF NOT EXISTS `{{ params.table }}_staged_days` (
+    delivery_day DATE NOT NULL PRIMARY KEY,
+    stage_table VARCHAR(64) CHARACTER SET ascii NOT NULL,
+    closing TINYINT NOT NULL,
+    staged_at DATETIME NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={{ params.collation }};
+
 -- Security findings: one row per (control, matching event), keyed by the event's own day and its
 -- key in the logs table, rebuilt by build_findings.sql for each delivery day loaded. The
 -- controls are CloudWatch Logs filter patterns (include/controls/, compiled by findings.py).

@@ -55,14 +55,15 @@ FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A'
 SET sourceFileId = %s{% if with_source_key %}, sourceKey = %s{% endif %}{% if with_delivery_day %}, deliveryDay = %s{% endif %}
 {%- endmacro %}
 
-{#- Bound: the file's id and its rows' deliveryDay (the bounds read one partition), row count, note
+{#- rows_table: the logs table, or the stage its day loads into (staging.py).
+    Bound: the file's id and its rows' deliveryDay (the bounds read one partition), row count, note
     (NULL, or how many rows of an earlier version the file replaced: writer.replaced_note), seconds,
     source, etag, size, delivery day, and the file's id again. The file's earliest and latest event
     tell build_summaries.sql which delivery days hold an event day's events. -#}
-{% macro finish_file(table) -%}
+{% macro finish_file(table, rows_table) -%}
 UPDATE `{{ table }}_files` f,
        (SELECT MIN(eventTimestamp) AS first_event, MAX(eventTimestamp) AS last_event
-        FROM `{{ table }}` WHERE sourceFileId = %s AND deliveryDay = %s) bounds
+        FROM `{{ rows_table }}` WHERE sourceFileId = %s AND deliveryDay = %s) bounds
 SET f.status = 'loaded', f.row_count = %s, f.error = %s, f.seconds = %s, f.source = %s, f.etag = %s,
     f.size = %s, f.delivery_day = %s, f.first_event = bounds.first_event, f.last_event = bounds.last_event,
     f.updated_at = UTC_TIMESTAMP(6)

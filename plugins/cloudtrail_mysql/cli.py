@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from cloudtrail_mysql import __version__, sql
+from cloudtrail_mysql import __version__, sql, staging
 from cloudtrail_mysql.files import FileResult, SourceFile
 from cloudtrail_mysql.front import LoadOptions, LoadSummary, kinds_for, open_writers, run_load
 from cloudtrail_mysql.layout import delivery_day
@@ -58,6 +58,9 @@ URL_VARIABLE = "CLOUDTRAIL_MYSQL_URL"
 
 
 # mysqlclient options that take a number; a URL gives every option as text.
+# The day's tasks (indexes, the swap of a day loaded on its own, summaries, retention): a statement
+# over a tutorial-sized day (14M events) can take many minutes; a stalled server still fails them.
+DAY_TASK_READ_TIMEOUT = 6 * 3600
 _INTEGER_OPTIONS = frozenset({"connect_timeout", "read_timeout", "write_timeout", "local_infile", "compress", "client_flag"})
 
 
@@ -137,7 +140,9 @@ class MySqlTarget:
     def describe(self) -> str:
         return f"{self.user}@{self.host}:{self.port}/{self.database}"
 
-    def connect(self, with_database: bool = True) -> Any:
+    def connect(self, with_database: bool = True, long_statements: bool = False) -> Any:
+        """A connection with bounded waits; ``long_statements``: for the day's tasks (an index built
+        over a day, a scan of it), whose one statement may take far longer than any file's."""
         import MySQLdb
 
         kwargs: dict[str, Any] = dict(self.options)
@@ -150,7 +155,7 @@ class MySqlTarget:
         kwargs.setdefault("local_infile", 1)  # lets the writer use LOAD DATA LOCAL INFILE when the server allows
         # Bounded waits: a connection killed while a file is streamed must fail (and be retried),
         # not hang. Generous enough for the largest statement the loader sends.
-        kwargs["read_timeout"] = int(kwargs.get("read_timeout", 300))
+        kwargs["read_timeout"] = int(kwargs.get("read_timeout", DAY_TASK_READ_TIMEOUT if long_statements else 300))
         kwargs["write_timeout"] = int(kwargs.get("write_timeout", 15))
         kwargs["connect_timeout"] = int(kwargs.get("connect_timeout", 10))
         if with_database:
@@ -399,6 +404,7 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
         writer = MySqlWriter(conn, table)
         writer.ensure_schema()
         writer.ensure_day_partitions(days)
+        staging.stage_days(conn, table, days)
     except MySQLdb.Error as error:
         raise setup_error(error, f"cannot create the tables in {target.database}") or error from None
     finally:
@@ -454,9 +460,10 @@ def run_import(args: argparse.Namespace) -> int:
               f"{sum(n for _, n in summary.replacements)} earlier rows:")
         for location, replaced in summary.replacements:
             print(f"  {location}: replaced {replaced} rows of its earlier version")
+    days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
+    published = _publish_days(target, table, days)
     if args.summarize or args.retention_days:
-        days = sorted({day for day in (delivery_day(s.location) for s in sources) if day is not None})
-        conn = target.connect()
+        conn = target.connect(long_statements=True)
         try:
             if args.summarize:
                 _summarize(conn, table, days, args.controls)
@@ -465,6 +472,8 @@ def run_import(args: argparse.Namespace) -> int:
         finally:
             conn.close()
     args.summary = summary  # for --json
+    if not published:
+        return 1
     if summary.failures:
         print(f"{len(summary.failures)} file(s) failed and were not loaded:", file=sys.stderr)
         for failure in summary.failures:
@@ -479,6 +488,24 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_days(target: MySqlTarget, table: str, days: Sequence[date]) -> bool:
+    """The days loaded into tables of their own (staging.py) swapped into the logs table, indexes
+    built; False (said) if that could not be done now."""
+    try:
+        conn = target.connect(long_statements=True)
+        try:
+            for published in staging.publish_days(conn, table, days):
+                print(f"{table}: delivery day {published.day} in place, {published.rows} rows {published.how} "
+                      f"in {published.seconds:.1f} s")
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - the files are loaded; said, with what finishes the job
+        print(f"{table}: the days loaded are not in the table yet ({exc}); run `cloudtrail-mysql summarize "
+              f"--table {table} --day D` (or this import again) to put them in place", file=sys.stderr)
+        return False
+    return True
+
+
 # -- summarize, retention, migrate ---------------------------------------------------------------
 def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str | None = None) -> None:
     """The DAG's work after a day's load: indexes where missing, then each day's summaries and findings."""
@@ -486,7 +513,8 @@ def _summarize(conn: Any, table: str, days: Sequence[date], controls_file: str |
     from cloudtrail_mysql.findings import build_findings, load_controls
 
     controls = load_controls(controls_file)
-    print(f"{table}: indexes where missing in {create_indexes(conn, table):.1f} s")
+    print(f"{table}: indexes where missing, and the days loaded on their own swapped in, in "
+          f"{create_indexes(conn, table, days):.1f} s")
     for day in days:
         print(f"{table}: summaries of the files delivered on {day} in {build_summaries(conn, table, day, controls):.1f} s")
         started = time.monotonic()
@@ -500,7 +528,7 @@ def _table_connection(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
     """A connection to --mysql-url and the --table it works on (validated first), closed after."""
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
-    conn = target.connect()
+    conn = target.connect(long_statements=True)
     try:
         yield conn, table
     finally:
@@ -578,7 +606,7 @@ def run_report(args: argparse.Namespace) -> int:
     target = MySqlTarget.from_url(args.mysql_url)
     table = sql.validate_table_name(args.table)
     try:
-        conn = target.connect()
+        conn = target.connect(long_statements=True)
     except MySqlConnectError as exc:
         if exc.code != UNKNOWN_DATABASE:
             raise
@@ -653,7 +681,7 @@ def run_findings(args: argparse.Namespace) -> int:
     controls = load_controls(args.controls)
     titles = {control.id: control for control in controls}
     ensure_database(target, table)
-    conn = target.connect()
+    conn = target.connect(long_statements=True)
     try:
         if args.all:
             started = time.monotonic()

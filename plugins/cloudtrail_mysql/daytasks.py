@@ -32,9 +32,15 @@ def run_sql_file(conn: Any, name: str, table: str, rendering: dict[str, Any] | N
     return time.monotonic() - started
 
 
-def create_indexes(conn: Any, table: str) -> float:
-    """The tutorial's indexes, where missing (create_indexes.sql); seconds."""
-    return run_sql_file(conn, "create_indexes.sql", table)
+def create_indexes(conn: Any, table: str, days: Sequence[date] | None = None) -> float:
+    """The tutorial's indexes, where missing (create_indexes.sql), then the staged days among ``days``
+    (None: all) swapped in with theirs (staging.py); seconds."""
+    from cloudtrail_mysql.staging import publish_days
+
+    started = time.monotonic()
+    run_sql_file(conn, "create_indexes.sql", table)
+    publish_days(conn, table, days)
+    return time.monotonic() - started
 
 
 def build_summaries(conn: Any, table: str, day: date, controls: Sequence[Control] = ()) -> float:

@@ -612,6 +612,7 @@ def build_findings(conn: Any, table: str, controls: Sequence[Control], day: str 
     cursor = conn.cursor()
     try:
         from_parts = day is not None and _part_is_current(cursor, table, day, compile_controls(controls))
+        conn.commit()  # the file's own isolation level (its first statement) applies from its first read
         statements, params = render_build(table, controls, all_days=day is None, from_parts=from_parts)
         if day is not None:
             params["day"] = day

@@ -19,10 +19,15 @@ __all__ = ["BoundedMySqlHook", "MYSQL_TIMEOUTS"]
 
 
 class BoundedMySqlHook(MySqlHook):
-    """``MySqlHook`` whose mysqlclient connections carry ``MYSQL_TIMEOUTS`` (other drivers: unchanged)."""
+    """``MySqlHook`` whose mysqlclient connections carry ``MYSQL_TIMEOUTS`` (other drivers: unchanged);
+    ``read_timeout`` (seconds) replaces the default one, for the day's long statements."""
+
+    def __init__(self, *args: Any, read_timeout: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_timeout = read_timeout
 
     def get_conn(self) -> Any:
         connection = getattr(self, "connection", None) or self.get_connection(self.get_conn_id())
         if connection.extra_dejson.get("client", "mysqlclient") != "mysqlclient":
             return super().get_conn()
-        return _connect_with_timeouts(self)
+        return _connect_with_timeouts(self, self.read_timeout)

@@ -135,10 +135,14 @@ class Manifest:
         found = cursor.fetchone()
         return found[0] if found else None
 
-    def finish(self, cursor: Any, file_id: int, source: SourceFile, rows: int, note: str | None, seconds: float) -> None:
-        """Mark the row loaded, with its count, note, timing and the file's first and last event."""
+    def finish(
+        self, cursor: Any, file_id: int, source: SourceFile, rows: int, note: str | None, seconds: float,
+        rows_table: str | None = None,
+    ) -> None:
+        """Mark the row loaded, with its count, note, timing and the file's first and last event
+        (read from ``rows_table``, the day's stage, or the logs table)."""
         cursor.execute(
-            sql.macro(LOADER_SQL, "finish_file", self.table),
+            sql.macro(LOADER_SQL, "finish_file", self.table, rows_table or self.table),
             (file_id, source.delivery_day or UNDATED_DAY, rows, note, seconds, source.location, source.etag,
              source.size, source.delivery_day, file_id),
         )

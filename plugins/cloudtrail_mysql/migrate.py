@@ -69,7 +69,7 @@ def migrate_table(
         cursor.execute(macro("add_manifest_columns", table))
     writer_schema = sql.render("create_tables.sql", table=table, collation=collation)
     for statement in sql.split_statements(writer_schema):
-        if f"`{table}_dropped_days`" in statement.split("(")[0]:
+        if statement.split("(")[0].rstrip().endswith((f"`{table}_dropped_days`", f"`{table}_staged_days`")):
             cursor.execute(statement)
     # A fresh copy: the logs table's CREATE statement of create_tables.sql, under the new name.
     cursor.execute(macro("drop_table", new))

@@ -36,7 +36,8 @@ CANNOT_REACH = frozenset({2002, 2003, 2005})
 # Server gone away, lost connection (during a query), can't connect, connection killed, shutting down.
 CONNECTION_LOST = frozenset({2006, 2013, 2055, 2003, 2002, 1927, 1053})
 # Lock wait timeout, deadlock: the transaction was rolled back, the same work can simply run again.
-TRANSIENT = frozenset({1205, 1213})
+LOCK_WAIT_TIMEOUT = 1205
+TRANSIENT = frozenset({LOCK_WAIT_TIMEOUT, 1213})
 # Statements refused for their size: no retry can help, the server's setting or the file must change.
 PACKET_TOO_LARGE = frozenset({1153, 1301})
 # Access denied (user, database), unknown database, command or column denied, read-only server.

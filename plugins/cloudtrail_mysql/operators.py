@@ -219,8 +219,11 @@ def emit_table_asset(task: Any, context: Any, mysql_conn_id: str, table: str) ->
 MYSQL_TIMEOUTS = {"connect_timeout": 10, "read_timeout": 300, "write_timeout": 15}
 
 
-def _connect_with_timeouts(hook: Any) -> Any:
-    """``hook.get_conn()`` with MYSQL_TIMEOUTS, for the mysqlclient driver (the hook passes none)."""
+def _connect_with_timeouts(hook: Any, read_timeout: int | None = None) -> Any:
+    """``hook.get_conn()`` with MYSQL_TIMEOUTS, for the mysqlclient driver (the hook passes none).
+
+    ``read_timeout``: for the day's tasks, whose one statement (an index built over a day of
+    14M events, a scan of it) may rightly run longer than any file's."""
     connection = getattr(hook, "connection", None) or hook.get_connection(hook.get_conn_id())
     configure = getattr(hook, "_get_conn_config_mysql_client", None)
     if connection.extra_dejson.get("client", "mysqlclient") != "mysqlclient" or configure is None:
@@ -228,7 +231,8 @@ def _connect_with_timeouts(hook: Any) -> Any:
     import MySQLdb
 
     config = configure(connection)
-    for name, default in MYSQL_TIMEOUTS.items():
+    defaults = {**MYSQL_TIMEOUTS, **({"read_timeout": read_timeout} if read_timeout else {})}
+    for name, default in defaults.items():
         config.setdefault(name, int(connection.extra_dejson.get(name, default)))
     return MySQLdb.connect(**config)
 

@@ -29,7 +29,7 @@ from cloudtrail_mysql.records import UNDATED_DAY
 
 __all__ = [
     "DroppedDays", "LOCK_WAIT_SECONDS", "day_is_dropped", "NotPartitioned", "Partition", "RetentionResult", "apply_retention",
-    "ensure_day_partitions", "read_partitions",
+    "ensure_day_partitions", "partition_lock", "read_partitions",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def check_partitioned(conn: Any, table: str) -> list[Partition]:
 
 
 @contextmanager
-def _partition_lock(conn: Any, table: str) -> Iterator[None]:
+def partition_lock(conn: Any, table: str) -> Iterator[None]:
     """A named lock per database and table (names are at most 64 characters, so hashed), and a
     bounded wait for the metadata lock that DDL takes (it waits for loads in flight)."""
     cursor = conn.cursor()
@@ -157,7 +157,7 @@ def ensure_day_partitions(
     if all(day_partition_name(day) in {p.name for p in existing} for day in wanted):
         return []  # the usual case: nothing to lock
     made: list[date] = []
-    with _partition_lock(conn, table):
+    with partition_lock(conn, table):
         dropped = _dropped(conn, manifest_table or table)
         for day in wanted:
             if day in dropped:
@@ -235,7 +235,7 @@ def apply_retention(conn: Any, table: str, day: date, keep_days: int) -> Retenti
     table = sql.validate_identifier(table)
     cutoff = retention_cutoff(day, keep_days)
     check_partitioned(conn, table)
-    with _partition_lock(conn, table):
+    with partition_lock(conn, table):
         cursor = conn.cursor()
         cursor.execute(sql.macro(_SQL, "days_before", table), (cutoff,))
         in_manifest = {row[0]: (int(row[1]), int(row[2])) for row in cursor.fetchall()}
@@ -263,6 +263,12 @@ def apply_retention(conn: Any, table: str, day: date, keep_days: int) -> Retenti
             )
         cursor.execute(sql.macro(_SQL, "delete_manifest_before", table), (cutoff,))
         existing = _existing_tables(cursor)
+        if f"{table}_staged_days" in existing:  # days dropped while loading on their own (staging.py)
+            cursor.execute(sql.macro("staging.sql", "markers", table))
+            for staged_day, stage in cursor.fetchall():
+                if staged_day < cutoff and stage == f"{table}__day_{staged_day:%Y%m%d}":
+                    cursor.execute(sql.macro("staging.sql", "drop_table", stage))
+                    cursor.execute(sql.macro("staging.sql", "remove_marker", table), (staged_day,))
         for suffix in SUMMARY_SUFFIXES:
             if f"{table}{suffix}" in existing:
                 cursor.execute(sql.macro(_SQL, "delete_summaries_before", f"{table}{suffix}"), (cutoff,))

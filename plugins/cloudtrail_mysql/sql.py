@@ -21,9 +21,13 @@ MAX_IDENTIFIER_LENGTH = 47
 IDENTIFIER_PATTERN = rf"^[A-Za-z_][A-Za-z0-9_]{{0,{MAX_IDENTIFIER_LENGTH - 1}}}$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 # The loader names its own tables after the logs table: <table>_files (the manifest), <table>_daily_*
-# and <table>_parts_* (summaries), <table>_findings, <table>_dropped_days, and <table>__migrating and
-# __premigration while migrating. A logs table so named would collide with another's: refused.
-DERIVED_TABLE_NAMES = r"_files|_daily_[A-Za-z0-9_]*|_parts_[A-Za-z0-9_]*|_findings|_dropped_days|__migrating|__premigration"
+# and <table>_parts_* (summaries), <table>_findings, <table>_dropped_days, <table>_staged_days and
+# <table>__day_YYYYMMDD (a day loading on its own), and <table>__migrating and __premigration while
+# migrating. A logs table so named would collide with another's: refused.
+DERIVED_TABLE_NAMES = (
+    r"_files|_daily_[A-Za-z0-9_]*|_parts_[A-Za-z0-9_]*|_findings|_dropped_days|_staged_days|__day_[0-9]{8}"
+    r"|__migrating|__premigration"
+)
 # A table name as the --table option and the DAG's table param take it (JSON Schema / JavaScript safe).
 TABLE_NAME_PATTERN = rf"^(?![A-Za-z0-9_]+(?:{DERIVED_TABLE_NAMES})$){IDENTIFIER_PATTERN[1:]}"
 _DERIVED = re.compile(rf"[A-Za-z0-9_]+(?:{DERIVED_TABLE_NAMES})")
@@ -49,8 +53,8 @@ def validate_table_name(name: str) -> str:
     if _DERIVED.fullmatch(name):
         raise ValueError(
             f"invalid table name {name!r}: names ending in _files, _daily_..., _parts_..., _findings, _dropped_days, "
-            "__migrating or __premigration are the loader's own tables (the manifest, summaries, findings "
-            "and dropped days of a logs table); choose another name for the logs table"
+            "_staged_days, __day_YYYYMMDD, __migrating or __premigration are the loader's own tables (the manifest, "
+            "summaries, findings, dropped and loading days of a logs table); choose another name for the logs table"
         )
     return name
 

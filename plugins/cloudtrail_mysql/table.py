@@ -49,6 +49,7 @@ class LogsTable:
         self.insert_statement = ""
         self.load_data_statement = ""
         self.delete_rows_statement = sql.macro(LOADER_SQL, "delete_file_rows", self.name)
+        self._row_statements: dict[str, tuple[str, str, str]] = {}
         self._day_partitions: set[date | None] = {None}  # delivery days known to have their partition
 
     def ensure_schema(self, conn: Any) -> None:
@@ -120,13 +121,30 @@ class LogsTable:
                     f"table {self.name!r} is not a table this loader created ({exc}); "
                     "load into a new table (--table) or let the loader create it"
                 ) from exc
-            self.insert_statement = sql.macro(LOADER_SQL, "insert_rows", self.name, builder.column_names)
-            self.load_data_statement = sql.macro(
-                LOADER_SQL, "load_data", self.name, builder.tsv_column_names,
-                builder.has_source_key, builder.has_delivery_day,
-            )
             self._builder = builder
+            self._row_statements = {}
+            self.insert_statement, self.load_data_statement, _ = self._statements_for(self.name)
             return builder
+
+    def row_statements(self, rows_table: str | None) -> tuple[str, str, str]:
+        """INSERT, LOAD DATA and DELETE of a file's rows for ``rows_table`` (a day's stage, see
+        staging.py) or, with None, this table itself; after ``builder``."""
+        with self._lock:
+            return self._statements_for(rows_table or self.name)
+
+    def _statements_for(self, rows_table: str) -> tuple[str, str, str]:
+        found = self._row_statements.get(rows_table)
+        if found is None:
+            builder = self._builder
+            assert builder is not None, "builder() first"
+            found = (
+                sql.macro(LOADER_SQL, "insert_rows", rows_table, builder.column_names),
+                sql.macro(LOADER_SQL, "load_data", rows_table, builder.tsv_column_names,
+                          builder.has_source_key, builder.has_delivery_day),
+                sql.macro(LOADER_SQL, "delete_file_rows", rows_table),
+            )
+            self._row_statements[rows_table] = found
+        return found
 
     def _max_row_bytes(self, conn: Any) -> tuple[int, str]:
         """The largest row to send: the record limit, or less if the server's max_allowed_packet

@@ -17,6 +17,7 @@ from datetime import date
 from itertools import islice
 from typing import Any
 
+from cloudtrail_mysql import staging
 from cloudtrail_mysql.files import FileResult, SourceFile, replaced_note
 from cloudtrail_mysql.manifest import Manifest, same_content
 from cloudtrail_mysql.mysql_errors import LoadDataUnavailable, at_mysql
@@ -138,6 +139,18 @@ class MySqlWriter:
         so its row is simply inserted; should another loader have added it since, it is claimed as usual.
         Raises the typed errors of mysql_errors.py.
         """
+        deadline = time.monotonic() + staging.PUBLISH_WAIT_SECONDS
+        while True:
+            try:
+                return self._load_once(source, records, tsv, new)
+            except staging.DayBeingPublished:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # nothing of the file was used yet: it loads once the day is swapped in
+
+    def _load_once(
+        self, source: SourceFile, records: Iterable[dict[str, Any]], tsv: TsvRows | None, new: bool
+    ) -> FileResult:
         if self.method != "insert":
             try:
                 with at_mysql():
@@ -150,21 +163,21 @@ class MySqlWriter:
         with at_mysql():
             return self._load(source, records, "insert", new=new)
 
-    def _insert_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]]) -> int:
+    def _insert_rows(self, cursor: Any, rows: Iterator[tuple[Any, ...]], statement: str) -> int:
         """Multi-row INSERT statements through executemany, batch_rows rows at a time."""
         count = 0
         while True:
             batch = list(islice(rows, self.batch_rows))
             if not batch:
                 return count
-            cursor.executemany(self.logs_table.insert_statement, batch)
+            cursor.executemany(statement, batch)
             count += len(batch)
 
-    def _load_tsv(self, cursor: Any, rows: TsvRows, constants: tuple[Any, ...]) -> int:
+    def _load_tsv(self, cursor: Any, rows: TsvRows, constants: tuple[Any, ...], statement: str) -> int:
         """LOAD DATA LOCAL INFILE of the rows in ``rows``' file; the file's id and location are
         set once by the statement, not sent on every line."""
         with at_mysql(load_data=True):
-            cursor.execute(self.logs_table.load_data_statement, (rows.path, *constants))
+            cursor.execute(statement, (rows.path, *constants))
         loaded = cursor.rowcount
         warnings = self.conn.warning_count() if hasattr(self.conn, "warning_count") else 0
         if loaded != rows.count or warnings:
@@ -218,6 +231,9 @@ class MySqlWriter:
                 file_id = self.manifest.claim(cursor, source)
             if not file_id:
                 self._refuse_dropped_day(cursor, source)
+            # Where the day's rows go: its stage while it loads fresh (staging.py), else its partition.
+            rows_table = staging.stage_of(cursor, self.table, source.delivery_day)
+            insert, load_data, delete = self.logs_table.row_statements(rows_table)
             replaced: int | None = None
             if claimed:
                 status, etag, size, known_at = self.manifest.state(cursor, file_id)
@@ -230,24 +246,26 @@ class MySqlWriter:
                 if status != "loading":
                     # Replace: a failed attempt left nothing; a changed file (CloudTrail delivered it again,
                     # changed, at the same place) replaces its earlier rows, and says so.
-                    cursor.execute(self.logs_table.delete_rows_statement, (file_id,))
+                    cursor.execute(delete, (file_id,))
                     replaced = int(cursor.rowcount) if status == "loaded" else None
             # Rows: LOAD DATA of the file's TSV, or multi-row INSERTs.
             if method == "load_data":
                 rows = tsv if tsv is not None else TsvRows(builder, records, source.location)
                 try:
                     count = self._load_tsv(
-                        cursor, rows, builder.tsv_constants(file_id, source.location, source.delivery_day)
+                        cursor, rows, builder.tsv_constants(file_id, source.location, source.delivery_day), load_data
                     )
                 finally:
                     if rows is not tsv:
                         rows.close()
             else:
-                count = self._insert_rows(cursor, builder.rows(records, source.location, file_id, source.delivery_day))
+                count = self._insert_rows(
+                    cursor, builder.rows(records, source.location, file_id, source.delivery_day), insert
+                )
             # Finish: the row says loaded, with its count, in the same commit as the rows.
             seconds = time.monotonic() - started
             note = None if replaced is None else replaced_note(replaced)
-            self.manifest.finish(cursor, file_id, source, count, note, seconds)
+            self.manifest.finish(cursor, file_id, source, count, note, seconds, rows_table)
             self.conn.commit()
             return FileResult(source.location, "loaded", rows=count, seconds=seconds, detail=note or "")
         except BaseException:
