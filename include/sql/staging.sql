@@ -11,6 +11,10 @@ SELECT 1 FROM `{{ table }}` PARTITION (`{{ partition }}`) LIMIT 1
 SELECT 1 FROM `{{ table }}` LIMIT 1
 {%- endmacro %}
 
+{% macro day_rows(table) -%}
+SELECT COALESCE(SUM(row_count), 0) FROM `{{ table }}_files` WHERE delivery_day = %s AND status = 'loaded'
+{%- endmacro %}
+
 {% macro drop_table(table) -%}
 DROP TABLE IF EXISTS `{{ table }}`
 {%- endmacro %}

@@ -180,11 +180,13 @@ def _publish(conn: Any, table: str, day: date, stage: str) -> PublishedDay:
         rows = 0
         how = "already in place"
         if _fetch(conn, sql.macro(_SQL, "table_exists"), (stage,))[0][0]:
-            rows = int(_fetch(conn, f"SELECT COUNT(*) FROM `{stage}`")[0][0])
+            # Counted by the manifest: a COUNT(*) of the stage would read the whole day once more.
+            staged = bool(_fetch(conn, sql.macro(_SQL, "table_has_rows", stage)))
+            rows = int(_fetch(conn, sql.macro(_SQL, "day_rows", table), (day,))[0][0]) if staged else 0
             in_partition = bool(_fetch(conn, sql.macro(_SQL, "partition_has_rows", table, partition)))
-            if rows and not in_partition:
+            if staged and not in_partition:
                 how = _swap_in(conn, table, partition, stage)
-            elif rows:  # the partition got rows meanwhile (not by this loader): the stage's join them
+            elif staged:  # the partition got rows meanwhile (not by this loader): the stage's join them
                 how = _copy(conn, table, stage)
             if how == "exchanged" and _fetch(conn, sql.macro(_SQL, "table_has_rows", stage)):
                 raise RuntimeError(f"{stage} holds rows after the swap of delivery day {day}: left in place")
