@@ -295,7 +295,8 @@ with DAG(
         if batches:  # a fresh day loads into a table of its own, swapped in by publish_day
             conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
             try:
-                stage_days(conn, params["table"], [date.fromisoformat(day)])
+                the_day = date.fromisoformat(day)
+                stage_days(conn, params["table"], [the_day], {the_day: sum(b.bytes for b in batches)})
             finally:
                 conn.close()
         return PokeReturnValue(

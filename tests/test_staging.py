@@ -197,3 +197,34 @@ def test_retention_drops_the_stage_of_a_day_it_drops(tmp_path: Path, mysql_db: A
     assert code == 0, err
     assert _stages(mysql_db) == set() and mysql_db.query("SELECT * FROM logs_staged_days") == []
     assert mysql_db.query("SELECT DISTINCT deliveryDay FROM logs") == [(DAY,)]
+
+
+def test_a_day_too_large_to_swap_in_loads_into_its_partition(
+    tmp_path: Path, mysql_db: Any, capsys: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    monkeypatch.setattr(staging, "MAX_STAGED_BYTES_PER_POOL_BYTE", 0)  # every day is "too large"
+    sample = _day(tmp_path, DAY)
+    with caplog.at_level("INFO", logger="cloudtrail_mysql.staging"):
+        code, out, err = _cli(capsys, "import", sample.root, "--mysql-url", mysql_db.url, "--workers", "1")
+    assert code == 0, err
+    assert "in place" not in out and "loads into its partition" in caplog.text
+    assert _partition_rows(mysql_db, DAY) == len(sample.events()) and _stages(mysql_db) == set()
+
+
+def test_a_day_copied_instead_of_swapped_is_copied_whole_in_bounded_transactions(
+    tmp_path: Path, mysql_db: Any, monkeypatch: Any
+) -> None:
+    sample = _day(tmp_path, DAY)
+    _load_without_publishing(mysql_db, sample)
+    stage = staging.stage_name("logs", DAY)
+    files = mysql_db.query(f"SELECT COUNT(DISTINCT sourceFileId) FROM `{stage}`")[0][0]
+    # A row already in the partition (loaded meanwhile by other means): the swap would move it out.
+    mysql_db.query(f"INSERT INTO logs SELECT * FROM `{stage}` ORDER BY sourceFileId DESC, recordIndex DESC LIMIT 1")
+    mysql_db.query(f"DELETE FROM `{stage}` ORDER BY sourceFileId DESC, recordIndex DESC LIMIT 1")
+    monkeypatch.setattr(staging, "COPY_FILES_PER_STATEMENT", 2)
+    conn = mysql_db.connect()
+    (done,) = staging.publish_days(conn, "logs", [DAY])
+    conn.close()
+    assert done.how == "copied" and files > 4
+    assert _partition_rows(mysql_db, DAY) == len(sample.events()) and _stages(mysql_db) == set()
+    assert mysql_db.query("SELECT COUNT(*) FROM (SELECT sourceFileId, recordIndex FROM logs GROUP BY 1, 2 HAVING COUNT(*) > 1) d") == [(0,)]

@@ -79,7 +79,16 @@ DELETE FROM `{{ table }}_staged_days` WHERE delivery_day = %s
 ALTER TABLE `{{ table }}` EXCHANGE PARTITION `{{ partition }}` WITH TABLE `{{ stage }}`
 {%- endmacro %}
 
-{#- Where the structures differ (the logs table was altered while the day was loading): copied. -#}
+{#- Where the swap is refused (the structures differ, or the server cannot check the rows): the
+    day's rows are copied, a range of file ids (bound) at a time, then deleted from the stage. -#}
+{% macro first_file(stage) -%}
+SELECT MIN(sourceFileId) FROM `{{ stage }}`
+{%- endmacro %}
+
 {% macro copy_rows(table, stage) -%}
-INSERT INTO `{{ table }}` SELECT * FROM `{{ stage }}`
+INSERT INTO `{{ table }}` SELECT * FROM `{{ stage }}` WHERE sourceFileId BETWEEN %s AND %s
+{%- endmacro %}
+
+{% macro delete_files(stage) -%}
+DELETE FROM `{{ stage }}` WHERE sourceFileId BETWEEN %s AND %s
 {%- endmacro %}

@@ -380,9 +380,9 @@ def _progress(total: int) -> Any:
     return progress
 
 
-def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None] = ()) -> None:
-    """Create the database (utf8mb4) and the tables where missing, and the delivery days' partitions
-    ahead of the load; touch nothing that exists."""
+def ensure_database(target: MySqlTarget, table: str, sources: Sequence[SourceFile] = ()) -> None:
+    """Create the database (utf8mb4) and the tables where missing, and the partitions of the
+    sources' delivery days ahead of the load (a fresh day staged); touch nothing that exists."""
     import MySQLdb
 
     try:
@@ -403,8 +403,11 @@ def ensure_database(target: MySqlTarget, table: str, days: Iterable[date | None]
     try:
         writer = MySqlWriter(conn, table)
         writer.ensure_schema()
-        writer.ensure_day_partitions(days)
-        staging.stage_days(conn, table, days)
+        day_bytes: dict[date | None, int] = {}
+        for source in sources:
+            day_bytes[source.delivery_day] = day_bytes.get(source.delivery_day, 0) + (source.size or 0)
+        writer.ensure_day_partitions(day_bytes)
+        staging.stage_days(conn, table, day_bytes, day_bytes)
     except MySQLdb.Error as error:
         raise setup_error(error, f"cannot create the tables in {target.database}") or error from None
     finally:
@@ -421,7 +424,7 @@ def run_import(args: argparse.Namespace) -> int:
     sources = args.sources if getattr(args, "sources", None) is not None else list_sources(args.source)
     if not sources:
         raise FileNotFoundError(f"no files found at {args.source}")
-    ensure_database(target, table, {source.delivery_day for source in sources})
+    ensure_database(target, table, sources)
     cores = os.cpu_count() or 1
     workers = args.workers or cores
     options = LoadOptions.from_flags(
