@@ -292,7 +292,10 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
-        if batches:  # a fresh day loads into a table of its own, swapped in by publish_day
+        # Staging (a fresh day in a table of its own) is the command's for now: under the DAG, a load
+        # task stopped by its timeout can leave its transaction holding the day's row until the server
+        # drops it, and publish_day then waits. publish_day still swaps in days the command staged.
+        if False and batches:
             conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
             try:
                 the_day = date.fromisoformat(day)
