@@ -34,9 +34,8 @@ hold events from just before midnight of D-1, as CloudTrail delivers them a few 
    creates the tables where missing and D's partition of the logs table, lists the day (delimiter
    listings, page by page) and cuts it into key ranges; `load_batch` is mapped over them, at most 4
    at a time per DAG.
-3. `create_indexes` adds the tutorial's indexes where missing; `publish_day` swaps a fresh day,
-   which loaded into a table of its own without secondary indexes, into its partition with them
-   built in one pass (a day that had rows already loads in place); `build_summaries` rebuilds the daily
+3. `create_indexes` adds the tutorial's indexes where missing; `publish_day` swaps in a day that the
+   command loaded into a table of its own (the DAG's own days load in place); `build_summaries` rebuilds the daily
    summary tables for every event day the files touched, reading only the partitions that hold them,
    and in the same scan of D's partition finds the events that match a security control (CIS
    CloudWatch.1-14, plus `controls_file`); `build_findings` rebuilds D's findings from them;
@@ -237,7 +236,6 @@ with DAG(
         from cloudtrail_mysql.layout import plan_batches as cut_batches
         from cloudtrail_mysql.mysql_errors import setup_error
         from cloudtrail_mysql.partitions import DroppedDays, NotPartitioned, day_is_dropped
-        from cloudtrail_mysql.staging import stage_days
         from cloudtrail_mysql.writer import MySqlWriter
 
         params = context["params"]
@@ -292,16 +290,8 @@ with DAG(
             raise AirflowFailException(str(exc)) from None  # the same files give the same count: no retry
         print(f"{day}: {len(folders)} account/region folders, {sum(b.files for b in batches)} files, "
               f"{sum(b.bytes for b in batches) / 2**20:.1f} MiB, {len(batches)} batches")
-        # Staging (a fresh day in a table of its own) is the command's for now: under the DAG, a load
-        # task stopped by its timeout can leave its transaction holding the day's row until the server
-        # drops it, and publish_day then waits. publish_day still swaps in days the command staged.
-        if False and batches:
-            conn = BoundedMySqlHook(mysql_conn_id=params["mysql_conn_id"]).get_conn()
-            try:
-                the_day = date.fromisoformat(day)
-                stage_days(conn, params["table"], [the_day], {the_day: sum(b.bytes for b in batches)})
-            finally:
-                conn.close()
+        # No staging here for now (staging.py is the command's): a load task stopped by its timeout can
+        # leave its transaction holding the day's row until the server drops it, and publish_day would wait.
         return PokeReturnValue(
             is_done=True,
             xcom_value=[
